@@ -1,0 +1,59 @@
+"""Seeds, devices and mixed precision in one place, so recipes never hard-code CUDA or fp16."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+
+import numpy as np
+import torch
+
+__all__ = ["seed_everything", "pick_device", "autocast", "resolve_dtype", "rng_state", "set_rng_state"]
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+    os.environ.setdefault("PYTHONHASHSEED", str(seed))
+
+
+def pick_device(preference: str = "auto") -> torch.device:
+    """``auto`` -> cuda when available, else cpu; ``cuda``/``cpu``/``cuda:1`` are taken as given."""
+    if preference == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(preference)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("device=cuda requested but no CUDA device is available (use device=auto or cpu)")
+    return dev
+
+
+def resolve_dtype(name: str) -> torch.dtype:
+    table = {"fp32": torch.float32, "float32": torch.float32, "bf16": torch.bfloat16, "bfloat16": torch.bfloat16,
+             "fp16": torch.float16, "float16": torch.float16}
+    if name not in table:
+        raise ValueError(f"unknown dtype {name!r}; use one of fp32, bf16, fp16")
+    return table[name]
+
+
+def autocast(device: torch.device, precision: str = "fp32"):
+    """Autocast on CUDA for bf16/fp16; a no-op on CPU or for fp32 (CPU runs stay exact and comparable)."""
+    if device.type != "cuda" or precision in ("fp32", "float32"):
+        return contextlib.nullcontext()
+    return torch.autocast("cuda", dtype=resolve_dtype(precision))
+
+
+def rng_state() -> dict:
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])

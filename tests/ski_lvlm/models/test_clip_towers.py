@@ -1,0 +1,28 @@
+import torch
+
+from ski_lvlm.models.clip_towers import class_prompts, create_clip, frame_features, get_tokenizer
+from ski_lvlm.models.pooling import num_video_tokens, spatio_temporal_pool
+
+
+def test_tiny_clip_tokens_and_text():
+    model = create_clip("ski-tiny-ViT")
+    pooled, tokens = frame_features(model.visual, torch.randn(3, 3, 64, 64))
+    assert pooled.shape == (3, 64) and tokens.shape == (3, 16, 64)
+    text = get_tokenizer("ski-tiny-ViT")(class_prompts(["wave"])[0])
+    assert model.encode_text(text).shape == (1, 64)
+
+
+def test_frame_features_matches_encode_image():
+    model = create_clip("ski-tiny-ViT").eval()
+    x = torch.randn(2, 3, 64, 64)
+    pooled, _ = frame_features(model.visual, x)
+    torch.testing.assert_close(pooled, model.encode_image(x))
+
+
+def test_spatio_temporal_pool_values():
+    tok = torch.arange(2 * 3 * 4 * 5, dtype=torch.float32).reshape(2, 3, 4, 5)
+    out = spatio_temporal_pool(tok, max_frames=6)
+    assert out.shape == (2, num_video_tokens(3, 4, 6), 5)
+    torch.testing.assert_close(out[:, :3], tok.mean(2))
+    assert out[:, 3:6].abs().sum() == 0
+    torch.testing.assert_close(out[:, 6:], tok.mean(1))
