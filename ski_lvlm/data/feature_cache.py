@@ -1,0 +1,648 @@
+"""Precomputed video/skeleton features: safetensors shards + a manifest that says what made them.
+
+Layout of a cache folder::
+
+    cache.json                 format, identity (encoders + weight hashes + sampling + dtype), shards, items
+    shard-00000.safetensors    tensors "<sample_id>/video" [max_frames + n_patch, width] and, when the item
+    shard-00001.safetensors    has a skeleton, "<sample_id>/skeleton" [T', width_s]; <= shard_size items each
+
+* **Identity.** ``cache.json["identity"]`` records each encoder's config and the sha256 of its weights
+  (:func:`state_dict_sha256`), the sampling settings and the storage dtype. A cache made by other weights
+  or other settings is *stale*: :meth:`FeatureCache.check_compatible` and :class:`FeatureCacheWriter`
+  refuse it with :class:`StaleCacheError` listing every differing key, instead of silently feeding a
+  model features it was not trained with.
+* **Resumable.** A shard is written atomically and only then listed in ``cache.json`` (also atomic), so
+  after a kill every listed shard is complete; a restarted run skips their items and recomputes at most
+  one shard's worth of work.
+* **Lazy.** :class:`FeatureCache` keeps only a sorted array of 64-bit id hashes and shard numbers in
+  memory and reads single tensors with ``safetensors.safe_open`` (memory-mapped), so a DataLoader worker
+  holding a 100k-clip cache costs about 12 bytes per clip; pickling it sends only the folder path.
+
+Video features follow Video-ChatGPT (original-system.md §5.3): ``min(total, frames)`` frames at the
+middle of equal segments, resized to the tower's square input (aspect ratio not kept), CLIP-normalised,
+patch tokens of the penultimate block, then :func:`ski_lvlm.models.pooling.spatio_temporal_pool`
+(``max_frames`` temporal rows, zero-padded, + ``n_patch`` spatial rows). Skeleton features are the
+SkeletonCLIP encoder's per-step features ``[T', width]`` of the skeleton prepared as in training
+(padded or resized to ``skeleton_frames`` frames, optionally centred).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ski_lvlm.utils.io import atomic_write_bytes, atomic_write_json
+
+__all__ = [
+    "CACHE_FORMAT", "MANIFEST_NAME", "DESCRIPTIVE_KEYS", "essential_identity", "StaleCacheError", "FeatureCache", "FeatureCacheWriter", "state_dict_sha256",
+    "identity_diff", "VideoFeatureEncoder", "SkeletonFeatureEncoder", "load_video_encoder",
+    "load_skeleton_encoder", "FeatureItem", "BadItemError", "cache_identity", "extract_features",
+]
+
+CACHE_FORMAT = "ski-lvlm-feature-cache/1"
+MANIFEST_NAME = "cache.json"
+
+
+class StaleCacheError(ValueError):
+    """The cache was made by a different encoder or different settings than the ones asked for."""
+
+
+def state_dict_sha256(module: nn.Module | dict[str, torch.Tensor]) -> str:
+    """sha256 over (name, dtype, shape, bytes) of every tensor, in sorted name order.
+
+    Independent of device and of parameter registration order, so the same weights hash the same on CPU
+    and GPU and after a save/load round trip.
+    """
+    state = module.state_dict() if isinstance(module, nn.Module) else module
+    h = hashlib.sha256()
+    for name in sorted(state):
+        t = state[name].detach().to("cpu").contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
+def identity_diff(a: Any, b: Any, prefix: str = "") -> list[str]:
+    """Dotted keys where two identity dicts differ, with both values (``a`` = cache, ``b`` = requested)."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        out = []
+        for k in sorted(set(a) | set(b)):
+            key = f"{prefix}.{k}" if prefix else str(k)
+            if k not in a:
+                out.append(f"{key}: not in cache, requested {b[k]!r}")
+            elif k not in b:
+                out.append(f"{key}: cache has {a[k]!r}, not requested")
+            else:
+                out += identity_diff(a[k], b[k], key)
+        return out
+    return [] if a == b else [f"{prefix}: cache has {a!r}, requested {b!r}"]
+
+
+# Informational identity fields: how the weights were obtained. Compatibility is decided by the weights
+# hash (which covers the architecture: parameter names and shapes) and the sampling/storage settings, so the
+# same weights loaded as `clip:ViT-L-14:openai` or from a trained folder are the same encoder.
+DESCRIPTIVE_KEYS = ("kind", "arch", "pretrained", "seed", "model_config", "preset")
+
+
+def essential_identity(identity: dict) -> dict:
+    """``identity`` without the informational fields (:data:`DESCRIPTIVE_KEYS`) of each encoder."""
+    return {k: ({kk: vv for kk, vv in v.items() if kk not in DESCRIPTIVE_KEYS} if isinstance(v, dict) else v)
+            for k, v in identity.items()}
+
+
+def _id_hash(sample_id: str) -> int:
+    return int.from_bytes(hashlib.blake2b(sample_id.encode("utf-8"), digest_size=8).digest(), "little")
+
+
+def _read_manifest(path: Path) -> dict:
+    mpath = path / MANIFEST_NAME
+    if not mpath.is_file():
+        raise FileNotFoundError(f"{path}: not a feature cache (no {MANIFEST_NAME}); make one with `ski-lvlm data features`")
+    try:
+        data = json.loads(mpath.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{mpath}: broken JSON: {e}") from None
+    if data.get("format") != CACHE_FORMAT:
+        raise ValueError(f"{mpath}: unknown cache format {data.get('format')!r} (expected {CACHE_FORMAT})")
+    return data
+
+
+def _stale_message(path: Path, diffs: list[str]) -> str:
+    head = f"{path}: feature cache is stale, it was made with different settings ({len(diffs)} difference(s)):"
+    return "\n  ".join([head] + diffs[:20]) + ("\n  ..." if len(diffs) > 20 else "") + \
+        "\n  Recompute it into a new folder (or delete this one) with `ski-lvlm data features`."
+
+
+# ---------------------------------------------------------------------------------------------------
+# Reading
+
+class FeatureCache:
+    """Read-only, lazily indexed view of a cache folder.
+
+    ``get(sample_id)`` returns ``{"video": Tensor, "skeleton": Tensor}`` (only the features the item has).
+    """
+
+    def __init__(self, path: str | Path, max_open_shards: int = 8):
+        self.path = Path(path)
+        manifest = _read_manifest(self.path)
+        self.identity: dict = manifest["identity"]
+        self.complete: bool = bool(manifest.get("complete", False))
+        self.max_open_shards = max_open_shards
+        self._hashes: np.ndarray | None = None  # sorted uint64
+        self._shard_of: np.ndarray | None = None  # int32, aligned with _hashes
+        self._files: list[str] | None = None
+        self._handles: dict[int, tuple[Any, frozenset[str]]] = {}
+
+    # -- index (built on first use, also in each DataLoader worker) --
+    def _index(self) -> tuple[np.ndarray, np.ndarray]:
+        if self._hashes is None:
+            shards = _read_manifest(self.path)["shards"]
+            hashes, owner = [], []
+            for k, s in enumerate(shards):
+                hashes += [_id_hash(i) for i in s["ids"]]
+                owner += [k] * len(s["ids"])
+            h = np.asarray(hashes, dtype=np.uint64)
+            order = np.argsort(h, kind="stable")
+            h, o = h[order], np.asarray(owner, dtype=np.int32)[order]
+            if len(h) > 1 and bool((h[1:] == h[:-1]).any()):
+                raise ValueError(f"{self.path}: duplicate sample ids (or a 64-bit hash collision) in {MANIFEST_NAME}")
+            self._files = [s["file"] for s in shards]
+            self._hashes, self._shard_of = h, o
+        return self._hashes, self._shard_of
+
+    def _find(self, sample_id: str) -> int | None:
+        h, o = self._index()
+        key = np.uint64(_id_hash(sample_id))
+        pos = int(np.searchsorted(h, key))
+        return int(o[pos]) if pos < len(h) and h[pos] == key else None
+
+    def _handle(self, shard: int) -> tuple[Any, frozenset[str]]:
+        from safetensors import safe_open
+
+        if shard not in self._handles:
+            if len(self._handles) >= self.max_open_shards:
+                self._handles.pop(next(iter(self._handles)))
+            f = safe_open(str(self.path / self._files[shard]), framework="pt", device="cpu")
+            self._handles[shard] = (f, frozenset(f.keys()))
+        return self._handles[shard]
+
+    def __contains__(self, sample_id: object) -> bool:
+        return isinstance(sample_id, str) and self._find(sample_id) is not None
+
+    def __len__(self) -> int:
+        return len(self._index()[0])
+
+    def ids(self) -> Iterator[str]:
+        """Sample ids in shard order (read from the manifest on each call; not kept in memory)."""
+        for s in _read_manifest(self.path)["shards"]:
+            yield from s["ids"]
+
+    def get(self, sample_id: str) -> dict[str, torch.Tensor]:
+        """Features of one sample; KeyError naming the id and the cache when it is not there."""
+        shard = self._find(sample_id)
+        if shard is None:
+            raise KeyError(f"{sample_id!r} is not in the feature cache {self.path}")
+        f, keys = self._handle(shard)
+        out = {}
+        for name in ("video", "skeleton"):
+            key = f"{sample_id}/{name}"
+            if key in keys:
+                out[name] = f.get_tensor(key)
+        if not out:  # a hash hit on another id: cannot happen unless the manifest and shard disagree
+            raise KeyError(f"{sample_id!r}: listed in {self.path / MANIFEST_NAME} but not in {self._files[shard]}")
+        return out
+
+    def __getitem__(self, sample_id: str) -> dict[str, torch.Tensor]:
+        return self.get(sample_id)
+
+    def check_compatible(self, identity: dict, *, ignore: tuple[str, ...] = ()) -> None:
+        """Raise :class:`StaleCacheError` unless the cache can serve a model that expects ``identity``.
+
+        Compared: each encoder's weights hash and sampling settings, and the dtype (informational fields
+        such as ``arch``/``pretrained`` are not; see :data:`DESCRIPTIVE_KEYS`). A request without a
+        skeleton encoder (``identity["skeleton"] is None``) accepts a cache that also holds skeleton
+        features. Dotted keys starting with an entry of ``ignore`` (e.g. ``"dtype"``) are skipped.
+        """
+        have, want = essential_identity(self.identity), essential_identity(identity)
+        if want.get("skeleton") is None:
+            have["skeleton"] = None
+        diffs = [d for d in identity_diff(have, want) if not d.split(":")[0].startswith(tuple(ignore))]
+        if diffs:
+            raise StaleCacheError(_stale_message(self.path, diffs))
+
+    def __getstate__(self) -> dict:
+        # Only the folder travels to DataLoader workers; each rebuilds its small index on first use.
+        return {"path": self.path, "identity": self.identity, "complete": self.complete,
+                "max_open_shards": self.max_open_shards}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._hashes = self._shard_of = self._files = None
+        self._handles = {}
+
+    def __repr__(self) -> str:
+        return f"FeatureCache({str(self.path)!r})"
+
+
+# ---------------------------------------------------------------------------------------------------
+# Writing
+
+class FeatureCacheWriter:
+    """Append items to a cache folder shard by shard; resumes an existing folder with the same identity.
+
+    Args:
+        path: the cache folder (created when missing).
+        identity: what made the features (see module docstring); compared with an existing cache.
+        shard_size: items per shard file.
+        dtype: storage dtype of the tensors (fp16 halves the disk size, as in Video-ChatGPT's pickles).
+    """
+
+    def __init__(self, path: str | Path, identity: dict, shard_size: int = 256, dtype: torch.dtype = torch.float16):
+        if shard_size < 1:
+            raise ValueError("shard_size must be >= 1")
+        self.path, self.identity, self.shard_size, self.dtype = Path(path), identity, shard_size, dtype
+        if (self.path / MANIFEST_NAME).is_file():
+            manifest = _read_manifest(self.path)
+            diffs = identity_diff(essential_identity(manifest["identity"]), essential_identity(identity))
+            if diffs:
+                raise StaleCacheError(_stale_message(self.path, diffs))
+            self.manifest = manifest
+            self.manifest["complete"] = False
+        else:
+            if self.path.exists() and any(self.path.iterdir()):
+                raise FileExistsError(f"{self.path}: folder exists, is not empty and holds no {MANIFEST_NAME}")
+            self.path.mkdir(parents=True, exist_ok=True)
+            self.manifest = {"format": CACHE_FORMAT, "identity": identity, "shard_size": shard_size,
+                             "complete": False, "shards": [], "num_items": 0, "bad": []}
+            self._save_manifest()
+        self.done: set[str] = {i for s in self.manifest["shards"] for i in s["ids"]}
+        self._buffer: dict[str, dict[str, torch.Tensor]] = {}
+
+    def _save_manifest(self) -> None:
+        self.manifest["num_items"] = sum(len(s["ids"]) for s in self.manifest["shards"])
+        atomic_write_json(self.path / MANIFEST_NAME, self.manifest, indent=1)
+
+    def add(self, sample_id: str, features: dict[str, torch.Tensor]) -> None:
+        """Buffer one item's features (names ``video``/``skeleton``); writes a shard when the buffer is full."""
+        if sample_id in self.done or sample_id in self._buffer:
+            raise ValueError(f"{sample_id!r} is already in the cache {self.path}")
+        bad = set(features) - {"video", "skeleton"}
+        if bad or not features:
+            raise ValueError(f"{sample_id}: feature names must be 'video' and/or 'skeleton', got {sorted(features)}")
+        self._buffer[sample_id] = {k: v.detach().to("cpu", self.dtype).contiguous() for k, v in features.items()}
+        if len(self._buffer) >= self.shard_size:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write the buffered items as one shard (atomically), then list it in the manifest."""
+        if not self._buffer:
+            return
+        from safetensors.torch import save as st_save
+
+        k = len(self.manifest["shards"])
+        name = f"shard-{k:05d}.safetensors"
+        tensors = {f"{i}/{n}": t for i, feats in self._buffer.items() for n, t in feats.items()}
+        atomic_write_bytes(self.path / name, st_save(tensors, metadata={"format": "pt"}))
+        self.manifest["shards"].append({"file": name, "ids": list(self._buffer)})
+        self.done.update(self._buffer)
+        self._buffer = {}
+        self._save_manifest()
+
+    def finish(self, items: list[str] | None = None, bad: list[dict] | None = None, extra: dict | None = None) -> None:
+        """Flush, record the requested item list / bad items / extra info, and mark the cache complete."""
+        self.flush()
+        if items is not None:
+            self.manifest["items"] = list(items)
+        self.manifest["bad"] = list(bad or [])
+        if extra:
+            self.manifest.update(extra)
+        self.manifest["complete"] = True
+        self._save_manifest()
+
+
+# ---------------------------------------------------------------------------------------------------
+# Encoders
+
+def _parse_spec(spec: str, what: str) -> tuple[str, str, str | None]:
+    parts = spec.split(":", 2)
+    if len(parts) < 2 or not parts[1]:
+        raise ValueError(f"{what} {spec!r}: expected KIND:NAME[:WEIGHTS]")
+    return parts[0], parts[1], (parts[2] if len(parts) == 3 and parts[2] else None)
+
+
+@dataclass
+class VideoFeatureEncoder:
+    """Video-ChatGPT spatio-temporal features from an open_clip image tower (``model.visual``).
+
+    Use :func:`load_video_encoder` to build one from a spec. ``identity()`` is what the cache records.
+    """
+
+    visual: nn.Module
+    config: dict
+    frames: int = 100
+    max_frames: int = 100
+    sampling: str = "segment_middle"
+    layer: int = -2
+    resize: str = "bilinear"
+    device: torch.device = torch.device("cpu")
+
+    def __post_init__(self) -> None:
+        if self.frames < 1 or self.max_frames < self.frames:
+            raise ValueError(f"need 1 <= frames ({self.frames}) <= max_frames ({self.max_frames})")
+        self.visual = self.visual.to(self.device).eval()
+        size = self.visual.image_size
+        self.image_size = int(size[0] if isinstance(size, (tuple, list)) else size)
+        mean = getattr(self.visual, "image_mean", None) or (0.48145466, 0.4578275, 0.40821073)
+        std = getattr(self.visual, "image_std", None) or (0.26862954, 0.26130258, 0.27577711)
+        self._mean = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
+        self._std = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
+        self._sha = state_dict_sha256(self.visual)
+
+    def identity(self) -> dict:
+        return {**self.config, "weights_sha256": self._sha, "frames": self.frames, "max_frames": self.max_frames,
+                "sampling": self.sampling, "layer": self.layer, "image_size": self.image_size, "resize": self.resize}
+
+    def load(self, path: str | Path, timeout: float | None = 60.0, backend: str | None = None) -> torch.Tensor:
+        """Decode ``min(total, frames)`` frames and preprocess -> float ``[t, 3, S, S]`` (CPU)."""
+        from ski_lvlm.data.video import read_frames
+
+        frames, idx = read_frames(path, self.frames, sampling=self.sampling, backend=backend, timeout=timeout,
+                                  return_indices=True)  # [frames, H, W, 3]
+        # A video shorter than `frames` comes back with repeated indices; keeping each frame once gives
+        # Video-ChatGPT's min(total, frames) frames (the temporal tokens are zero-padded later).
+        _, first = np.unique(idx, return_index=True)
+        if len(first) < len(idx):
+            frames = frames[np.sort(first)]
+        return self.preprocess(frames)
+
+    def preprocess(self, frames: np.ndarray | torch.Tensor) -> torch.Tensor:
+        """uint8 ``[t, H, W, 3]`` -> CLIP-normalised float ``[t, 3, S, S]`` (square resize, as Video-ChatGPT)."""
+        x = torch.as_tensor(np.asarray(frames)).permute(0, 3, 1, 2)  # [t, 3, H, W] uint8, channels-last in memory
+        if x.shape[-2:] != (self.image_size, self.image_size):
+            # Resizing uint8 is ~20x faster than float on CPU (torch's AVX2 path); the extra rounding is <= 1/255.
+            kw = {"align_corners": False, "antialias": True} if self.resize in ("bilinear", "bicubic") else {}
+            x = F.interpolate(x, size=(self.image_size, self.image_size), mode=self.resize, **kw)
+        x = x.float().div_(255.0)
+        return ((x - self._mean) / self._std).contiguous()
+
+    @torch.no_grad()
+    def encode(self, videos: list[torch.Tensor], chunk: int = 256) -> list[torch.Tensor]:
+        """Preprocessed videos ``[t_i, 3, S, S]`` -> features ``[max_frames + n_patch, width]`` each (fp32, CPU).
+
+        All frames of the batch go through the tower together (in chunks of ``chunk`` frames), then are
+        split back per video and pooled.
+        """
+        from ski_lvlm.models.clip_towers import frame_features
+        from ski_lvlm.models.pooling import spatio_temporal_pool
+        from ski_lvlm.utils.runtime import autocast
+
+        flat = torch.cat(videos)  # [sum t, 3, S, S]
+        tokens = []
+        with autocast(self.device, "bf16" if self.device.type == "cuda" else "fp32"):
+            for s in range(0, len(flat), chunk):
+                tokens.append(frame_features(self.visual, flat[s:s + chunk].to(self.device), layer=self.layer)[1].float())
+        tokens_all = torch.cat(tokens)  # [sum t, n_patch, width]
+        out, s = [], 0
+        for v in videos:
+            t = len(v)
+            out.append(spatio_temporal_pool(tokens_all[s:s + t], max_frames=self.max_frames).cpu())
+            s += t
+        return out
+
+
+def load_video_encoder(spec: str, frames: int = 100, max_frames: int = 100, device: str | torch.device = "cpu",
+                       sampling: str = "segment_middle", layer: int = -2, resize: str = "bilinear"
+                       ) -> VideoFeatureEncoder:
+    """``clip:ARCH[:PRETRAINED]`` (open_clip tower; PRETRAINED = tag or local file) or ``ski_vlm:FOLDER``
+    (the image tower of a SKI-VLM / VideoCLIP checkpoint folder written by ``ski_lvlm.models.ski_vlm``)."""
+    device = torch.device(device)
+    kind, name, weights = _parse_spec(spec, "video encoder")
+    if kind == "clip":
+        from ski_lvlm.models.clip_towers import create_clip
+
+        config = {"kind": "clip", "arch": name, "pretrained": weights}
+        if weights is None:
+            # A randomly initialised tower (tests, quickstart) is seeded so the same command gives the same
+            # weights, the same hash and therefore a resumable cache.
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(0)
+                visual = create_clip(name, None).visual
+            config["seed"] = 0
+        else:
+            visual = create_clip(name, weights).visual
+    elif kind == "ski_vlm":
+        from ski_lvlm.models.ski_vlm import load_video_clip
+
+        folder = name if weights is None else f"{name}:{weights}"
+        model = load_video_clip(folder)
+        visual = model.clip.visual
+        config = {"kind": "ski_vlm", "model_config": model.config}
+    else:
+        raise ValueError(f"video encoder {spec!r}: kind must be 'clip' or 'ski_vlm'")
+    return VideoFeatureEncoder(visual, config, frames=frames, max_frames=max_frames, sampling=sampling,
+                               layer=layer, resize=resize, device=device)
+
+
+@dataclass
+class SkeletonFeatureEncoder:
+    """Per-step features ``[T', width]`` of a SkeletonCLIP skeleton encoder (``forward -> (pooled, per_step)``).
+
+    Skeletons are prepared exactly as for SkeletonCLIP/SKI-VLM training
+    (:func:`ski_lvlm.data.action_dataset.fit_skeleton`: optional spine centring, then ``pad`` to / crop at
+    ``num_frames`` or linearly ``resize`` the frames with a body to ``num_frames``), so the cached features
+    are the ones the encoder learned on.
+    """
+
+    encoder: nn.Module
+    config: dict
+    num_frames: int = 300
+    mode: str = "pad"
+    center: bool = True
+    device: torch.device = torch.device("cpu")
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("pad", "resize"):
+            raise ValueError(f"skeleton mode must be 'pad' or 'resize', got {self.mode!r}")
+        self.encoder = self.encoder.to(self.device).eval()
+        self._sha = state_dict_sha256(self.encoder)
+
+    def identity(self) -> dict:
+        return {**self.config, "weights_sha256": self._sha, "skeleton_frames": self.num_frames,
+                "skeleton_mode": self.mode, "center": self.center}
+
+    def load(self, path: str | Path) -> torch.Tensor:
+        """Read an NTU ``.skeleton`` (or ``.npy`` ``[3, T, 25, M]``) file -> float ``[3, num_frames, 25, M]``."""
+        from ski_lvlm.data.action_dataset import fit_skeleton, load_skeleton_array
+
+        m = int(getattr(self.encoder, "num_persons", 2))
+        x = load_skeleton_array(Path(path), max_persons=m)  # [3, T, 25, M]
+        return torch.from_numpy(fit_skeleton(x, self.num_frames, mode=self.mode, center=self.center))
+
+    @torch.no_grad()
+    def encode(self, skeletons: list[torch.Tensor]) -> list[torch.Tensor]:
+        x = torch.stack(skeletons).to(self.device)  # [b, 3, T, 25, M]
+        _, per_step = self.encoder(x)  # [b, T', width]
+        return list(per_step.float().cpu())
+
+
+def load_skeleton_encoder(spec: str, num_frames: int | None = None, center: bool | None = None,
+                          device: str | torch.device = "cpu", mode: str | None = None) -> SkeletonFeatureEncoder:
+    """``skeleton_clip:FOLDER`` (a SkeletonCLIP or SKI-VLM folder; its skeleton encoder) or
+    ``random:PRESET[:SEED]`` (a randomly initialised preset, e.g. ``random:tiny``; for tests and smoke runs).
+
+    ``num_frames`` / ``mode`` / ``center`` left as None come from the checkpoint's recorded training
+    settings (``model_config.json["inference"]``) when it has them, else 300 / ``pad`` / True (SKI).
+    """
+    device = torch.device(device)
+    kind, name, rest = _parse_spec(spec, "skeleton encoder")
+    recorded: dict = {}
+    if kind in ("skeleton_clip", "ski_vlm"):
+        from ski_lvlm.models.ski_vlm import load_skeleton_clip
+
+        folder = name if rest is None else f"{name}:{rest}"
+        model = load_skeleton_clip(folder)
+        encoder, config = model.encoder, {"kind": "skeleton_clip", "model_config": model.config}
+        # The training settings live in the folder's model_config.json (the rebuilt model does not keep them).
+        saved = json.loads((Path(folder) / "model_config.json").read_text(encoding="utf-8"))
+        if saved.get("kind") == "ski_vlm":
+            saved = saved.get("skeleton") or {}
+        recorded = dict(saved.get("inference") or {})
+    elif kind == "random":
+        from ski_lvlm.models.skeleton_encoder import create_skeleton_encoder
+
+        seed = int(rest) if rest else 0
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            encoder = create_skeleton_encoder(name)
+        config = {"kind": "random", "preset": name, "seed": seed}
+    else:
+        raise ValueError(f"skeleton encoder {spec!r}: kind must be 'skeleton_clip' or 'random'")
+    return SkeletonFeatureEncoder(
+        encoder, config, device=device,
+        num_frames=int(num_frames if num_frames is not None else recorded.get("skeleton_frames", 300)),
+        mode=mode if mode is not None else recorded.get("skeleton_mode", "pad"),
+        center=bool(center if center is not None else recorded.get("center", True)))
+
+
+# ---------------------------------------------------------------------------------------------------
+# Extraction loop
+
+@dataclass(frozen=True)
+class FeatureItem:
+    """One sample to encode: its cache id and (absolute) file paths."""
+
+    id: str
+    video: str | None
+    skeleton: str | None = None
+
+
+class BadItemError(RuntimeError):
+    """An item whose video or skeleton could not be read; names the item and the file."""
+
+    def __init__(self, item: FeatureItem, error: BaseException):
+        self.item, self.error = item, error
+        super().__init__(f"item {item.id!r}: {type(error).__name__}: {error}")
+
+
+def _cache_identity(video: VideoFeatureEncoder, skeleton: SkeletonFeatureEncoder | None, dtype: torch.dtype) -> dict:
+    return {"video": video.identity(), "skeleton": skeleton.identity() if skeleton else None,
+            "dtype": str(dtype).replace("torch.", "")}
+
+
+def cache_identity(video: VideoFeatureEncoder, skeleton: SkeletonFeatureEncoder | None = None,
+                   dtype: torch.dtype = torch.float16) -> dict:
+    """The identity a cache made by these encoders records (compare with :meth:`FeatureCache.check_compatible`)."""
+    return _cache_identity(video, skeleton, dtype)
+
+
+def extract_features(items: list[FeatureItem], out: str | Path, video: VideoFeatureEncoder,
+                     skeleton: SkeletonFeatureEncoder | None = None, *, batch_size: int = 8, shard_size: int = 256,
+                     dtype: torch.dtype = torch.float16, workers: int = 2, skip_bad: bool = False,
+                     timeout: float | None = 60.0, progress: bool = True) -> dict:
+    """Encode ``items`` into the cache folder ``out`` (created, or resumed when its identity matches).
+
+    Decoding runs in ``workers`` threads ahead of the encoder (at most ``2 * batch_size`` items in
+    flight, so memory stays bounded); every ``batch_size`` items go through the towers together.
+
+    Returns:
+        a summary: ``requested``, ``already_done``, ``encoded``, ``bad`` (list of ``{id, path, error}``),
+        ``seconds``, ``videos_per_s``.
+
+    Raises:
+        StaleCacheError: ``out`` holds a cache made by other encoders/settings.
+        BadItemError: an unreadable item when ``skip_bad`` is False (items encoded so far are kept).
+    """
+    import time
+    from collections import deque
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tqdm import tqdm
+
+    ids = [it.id for it in items]
+    if len(set(ids)) != len(ids):
+        dup = sorted({i for i in ids if ids.count(i) > 1})[:5]
+        raise ValueError(f"duplicate sample ids: {dup} (ids are video file stems; rename the files)")
+    writer = FeatureCacheWriter(out, _cache_identity(video, skeleton, dtype), shard_size=shard_size, dtype=dtype)
+    todo = [it for it in items if it.id not in writer.done]
+    bad: list[dict] = []
+
+    def load(it: FeatureItem) -> tuple[FeatureItem, Any, Any, str | None]:
+        """(item, video, skeleton, None) or (item, None, error, path of the file that failed)."""
+        where = it.video
+        try:
+            if not it.video:
+                raise FileNotFoundError("no video path")
+            v = video.load(it.video, timeout=timeout)
+            where = it.skeleton
+            s = skeleton.load(it.skeleton) if skeleton is not None and it.skeleton else None
+            return it, v, s, None
+        except Exception as e:  # noqa: BLE001 - reported per item below
+            return it, None, e, where
+
+    def encode(batch: list[tuple[FeatureItem, torch.Tensor, torch.Tensor | None]]) -> None:
+        vfeats = video.encode([v for _, v, _ in batch])
+        with_skel = [k for k, (_, _, s) in enumerate(batch) if s is not None]
+        sfeats = dict(zip(with_skel, skeleton.encode([batch[k][2] for k in with_skel]))) if with_skel else {}
+        for k, (it, _, _) in enumerate(batch):
+            feats = {"video": vfeats[k]}
+            if k in sfeats:
+                feats["skeleton"] = sfeats[k]
+            writer.add(it.id, feats)
+
+    start = time.perf_counter()
+    encoded = 0
+    bar = tqdm(total=len(todo), desc="features", unit="video", disable=not progress, dynamic_ncols=True)
+    try:
+        with ThreadPoolExecutor(max(1, workers)) as pool:
+            pending: deque = deque()
+            it_todo = iter(todo)
+            batch: list = []
+
+            def refill() -> None:
+                while len(pending) < 2 * batch_size:
+                    nxt = next(it_todo, None)
+                    if nxt is None:
+                        return
+                    pending.append(pool.submit(load, nxt))
+
+            refill()
+            while pending:
+                it, v, s, where = pending.popleft().result()
+                refill()
+                if v is None:
+                    if not skip_bad:
+                        if batch:  # keep the good items decoded before it
+                            encode(batch)
+                            encoded += len(batch)
+                        raise BadItemError(it, s)
+                    bad.append({"id": it.id, "path": str(where), "error": f"{type(s).__name__}: {s}"})
+                    bar.update(1)
+                    continue
+                batch.append((it, v, s))
+                if len(batch) >= batch_size:
+                    encode(batch)
+                    encoded += len(batch)
+                    bar.update(len(batch))
+                    batch = []
+            if batch:
+                encode(batch)
+                encoded += len(batch)
+                bar.update(len(batch))
+    except (BadItemError, KeyboardInterrupt):
+        writer.flush()  # keep what is finished; a rerun resumes after it
+        raise
+    finally:
+        bar.close()
+    seconds = time.perf_counter() - start
+    summary = {"requested": len(items), "already_done": len(items) - len(todo), "encoded": encoded, "bad": bad,
+               "seconds": round(seconds, 3), "videos_per_s": round(encoded / seconds, 3) if seconds > 0 else None}
+    writer.finish(items=ids, bad=bad, extra={"last_run": {k: v for k, v in summary.items() if k != "bad"}})
+    return summary
