@@ -1,0 +1,224 @@
+"""ski-lvlm eval judge: LLM-judge scores of predictions through any OpenAI-compatible endpoint.
+
+    ski-lvlm eval judge --predictions preds.jsonl --base-url http://127.0.0.1:11434/v1 \\
+        --model llama3.1 --out runs/judge_llama31
+
+Input: JSONL (one object per line) or JSON (a list, or a dict keyed by id) with ``id``, ``question``,
+``answer`` (the reference) and ``prediction``; ``question2``/``prediction2`` for consistency. The
+Video-ChatGPT/SKI field names (``video_name``, ``Q``, ``A``, ``pred``, ``Q1``, ``Q2``, ``pred1``,
+``pred2``) are accepted too.
+
+Output in --out: ``results.json`` (per criterion: mean 0-5, x20 score with a bootstrap CI, failures;
+judge model and endpoint), ``results.md`` (the same as a table), ``judgments.jsonl`` (one line per item
+and criterion, failures included) and ``judge_cache.jsonl`` (replies reused by a re-run, so an
+interrupted run resumes without repeating requests).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+from pathlib import Path
+
+from ski_lvlm.llm_client import ChatClient
+from ski_lvlm.metrics.judge import (
+    CRITERIA,
+    DEFAULT_CRITERIA,
+    Judge,
+    JudgeItem,
+    JudgmentCache,
+    judgment_to_dict,
+    summarize_judgments,
+)
+from ski_lvlm.utils.errors import UserError, cli_entry
+from ski_lvlm.utils.io import atomic_write_json, atomic_write_text, check_writable_parent
+
+PROG = "ski-lvlm eval judge"
+
+_ALIASES = {
+    "id": ("id", "video_id", "video_name", "video"),
+    "question": ("question", "Q", "q", "Q1"),
+    "answer": ("answer", "A", "a", "reference", "ref"),
+    "prediction": ("prediction", "pred", "pred1"),
+    "question2": ("question2", "Q2"),
+    "prediction2": ("prediction2", "pred2"),
+}
+
+
+def _pick(rec: dict, field: str):
+    for name in _ALIASES[field]:
+        if name in rec and rec[name] is not None:
+            return rec[name]
+    return None
+
+
+def load_predictions(path: Path) -> list[JudgeItem]:
+    """Read a predictions file into JudgeItems; errors name the file and line/record."""
+    if not path.is_file():
+        raise UserError(f"{path}: predictions file not found")
+    text = path.read_text(encoding="utf-8")
+    records: list[tuple[str, object]] = []
+    data = None
+    if path.suffix != ".jsonl":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as e:
+            if path.suffix == ".json":
+                raise UserError(f"{path}: invalid JSON at line {e.lineno}: {e.msg}") from None
+    if isinstance(data, dict) and _pick(data, "prediction") is None:  # {id: record, ...}
+        data = [{"id": k, **v} if isinstance(v, dict) else v for k, v in data.items()]
+    if isinstance(data, dict):
+        data = [data]
+    if isinstance(data, list):
+        records = [(f"record {i}", r) for i, r in enumerate(data)]
+    elif data is not None:
+        raise UserError(f"{path}: expected a list of records, a dict keyed by id, or JSONL")
+    else:
+        for ln, line in enumerate(text.splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                records.append((f"line {ln}", json.loads(line)))
+            except json.JSONDecodeError as e:
+                raise UserError(f"{path}:{ln}: invalid JSON: {e.msg}") from None
+    items: list[JudgeItem] = []
+    seen: set[str] = set()
+    for where, r in records:
+        if not isinstance(r, dict):
+            raise UserError(f"{path}: {where}: expected an object, got {type(r).__name__}")
+        vals = {f: _pick(r, f) for f in _ALIASES}
+        missing = [f for f in ("id", "question", "answer", "prediction") if vals[f] is None]
+        if missing:
+            raise UserError(f"{path}: {where}: missing field(s) {missing} (have {sorted(r)})")
+        rid = str(vals["id"])
+        if rid in seen:
+            raise UserError(f"{path}: {where}: duplicate id {rid!r} (ids must be unique)")
+        seen.add(rid)
+        items.append(JudgeItem(
+            id=rid, question=str(vals["question"]), answer=str(vals["answer"]), prediction=str(vals["prediction"]),
+            question2=None if vals["question2"] is None else str(vals["question2"]),
+            prediction2=None if vals["prediction2"] is None else str(vals["prediction2"]),
+        ))
+    if not items:
+        raise UserError(f"{path}: no predictions")
+    return items
+
+
+def _fmt(v, nd: int = 1) -> str:
+    return "-" if v is None else f"{v:.{nd}f}"
+
+
+def results_markdown(res: dict) -> str:
+    j = res["judge"]
+    lines = [
+        f"# LLM-judge scores: {res['predictions']}",
+        "",
+        f"Judge `{j['model']}` at `{j['base_url']}`, temperature {j['temperature']}; {res['n_items']} items; "
+        f"mean x20 (0-100) with a {res['bootstrap']['confidence']:.0%} bootstrap CI "
+        f"({res['bootstrap']['n_boot']} resamples, seed {res['bootstrap']['seed']}). Failed items are "
+        "excluded from the mean and counted. Scores from different judges are not comparable.",
+        "",
+        "| criterion | score (x20) | 95% CI | mean (0-5) | scored | failed | skipped |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for c in res["criteria_order"]:
+        s = res["criteria"][c]
+        ci = "-" if s["ci95_x20"] is None else f"{s['ci95_x20'][0]:.1f}-{s['ci95_x20'][1]:.1f}"
+        lines.append(f"| {c} | {_fmt(s['score_x20'])} | {ci} | {_fmt(s['mean_0_5'], 2)} | {s['n_scored']} "
+                     f"| {s['n_failed']} | {s['n_skipped']} |")
+        if c == "qa":
+            lines.append(f"| qa accuracy (% yes) | {_fmt(s.get('accuracy'))} | "
+                         + ("-" if not s.get("ci95_accuracy") else
+                            f"{s['ci95_accuracy'][0]:.1f}-{s['ci95_accuracy'][1]:.1f}")
+                         + " | | | | |")
+    if res["criteria"].get("average_x20") is not None:
+        lines += ["", f"Average of the Video-ChatGPT criteria: **{res['criteria']['average_x20']:.1f}**"]
+    return "\n".join(lines) + "\n"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog=PROG,
+        description="Score predictions with an LLM judge (Video-ChatGPT criteria or open-ended QA) through an "
+                    "OpenAI-compatible endpoint (vLLM, Ollama, llama.cpp server, OpenAI).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--predictions", required=True, type=Path, help="JSONL/JSON with id, question, answer, prediction")
+    p.add_argument("--base-url", required=True, help="API root, e.g. http://127.0.0.1:11434/v1 (Ollama)")
+    p.add_argument("--model", required=True, help="judge model name, recorded in the results")
+    p.add_argument("--out", required=True, type=Path, help="output folder (created; a re-run reuses its cache)")
+    p.add_argument("--criteria", nargs="+", default=list(DEFAULT_CRITERIA), choices=list(CRITERIA),
+                   help="criteria to score; 'qa' = open-ended QA yes/no + score")
+    p.add_argument("--concurrency", type=int, default=4, help="parallel requests")
+    p.add_argument("--api-key-env", default="OPENAI_API_KEY", help="environment variable holding the API key")
+    p.add_argument("--timeout", type=float, default=60.0, help="seconds per request")
+    p.add_argument("--max-retries", type=int, default=4, help="client retries on timeouts/5xx/malformed responses")
+    p.add_argument("--attempts", type=int, default=3, help="times to ask again when a reply has no valid score")
+    p.add_argument("--temperature", type=float, default=0.0, help="judge sampling temperature")
+    p.add_argument("--cache", type=Path, default=None, help="judgment cache (default OUT/judge_cache.jsonl)")
+    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the CIs")
+    p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    p.add_argument("--limit", type=int, default=None, help="judge only the first N items (smoke tests)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return p
+
+
+@cli_entry(PROG)
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    problems = check_writable_parent(args.out)
+    if args.concurrency < 1:
+        problems.append("--concurrency: must be >= 1")
+    if args.timeout <= 0:
+        problems.append("--timeout: must be > 0")
+    if args.attempts < 1 or args.max_retries < 0:
+        problems.append("--attempts must be >= 1 and --max-retries >= 0")
+    if args.bootstrap < 1:
+        problems.append("--bootstrap: must be >= 1")
+    if problems:
+        raise UserError("; ".join(problems))
+    items = load_predictions(args.predictions)
+    if args.limit is not None:
+        items = items[: args.limit]
+    criteria = list(dict.fromkeys(args.criteria))
+    if "consistency" in criteria and not any(i.question2 is not None and i.prediction2 is not None for i in items):
+        raise UserError(f"{args.predictions}: 'consistency' needs question2/prediction2 (or Q2/pred2) fields; "
+                        "none found (drop it from --criteria)")
+    try:
+        client = ChatClient(args.base_url, args.model, api_key_env=args.api_key_env, timeout=args.timeout,
+                            max_retries=args.max_retries)
+    except ValueError as e:
+        raise UserError(str(e)) from None
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    cache = JudgmentCache(args.cache or args.out / "judge_cache.jsonl")
+    judge = Judge(client, cache=cache, attempts=args.attempts, gen={"temperature": args.temperature})
+    judgments = judge.run(items, criteria, concurrency=args.concurrency, progress=not args.no_progress)
+    summary = summarize_judgments(judgments, criteria, n_items=len(items), n_boot=args.bootstrap, seed=args.seed)
+    res = {
+        "predictions": str(args.predictions),
+        "n_items": len(items),
+        "judge": {"model": args.model, "base_url": client.base_url, "temperature": args.temperature,
+                  "attempts": args.attempts, "max_retries": args.max_retries, "timeout_s": args.timeout},
+        "criteria_order": criteria,
+        "criteria": summary,
+        "bootstrap": {"n_boot": args.bootstrap, "seed": args.seed, "confidence": 0.95},
+        "requests_sent": client.n_requests,
+        "cached_judgments": sum(j.cached for j in judgments),
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+    atomic_write_json(args.out / "results.json", res)
+    atomic_write_text(args.out / "judgments.jsonl",
+                      "".join(json.dumps(judgment_to_dict(j), ensure_ascii=False) + "\n" for j in judgments))
+    md = results_markdown(res)
+    atomic_write_text(args.out / "results.md", md)
+    print(md, end="")
+    n_failed = sum(summary[c]["n_failed"] for c in criteria)
+    if n_failed:
+        print(f"{n_failed} judgment(s) failed after retries; see {args.out / 'judgments.jsonl'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
