@@ -1,0 +1,234 @@
+"""Instruction-tuning data for SKI-LVLM: tokenised conversations + cached features, batched by length.
+
+:class:`LvlmDataset` joins instruction records (LLaVA / LLAVIDAL / Video-ChatGPT JSON, read by
+:func:`ski_lvlm.models.lvlm.compat.read_instruction_records`) with a feature source (a
+:class:`~ski_lvlm.data.feature_cache.FeatureCache` or any object with ``get(key) -> {"video", "skeleton"}``)
+and the :class:`~ski_lvlm.models.lvlm.SkiLvlmProcessor`.
+
+Rules:
+* Every sample is validated once at construction (labels built with and without skeleton tokens), so a
+  bad sample fails the run before training starts, naming the record; with ``skip_bad=True`` it is
+  left out and listed in :attr:`LvlmDataset.skipped` instead. Nothing is silently masked.
+* A sample with a video needs video features (missing -> error or skip, never zeros).
+* Skeleton injection: a sample whose skeleton features exist gets ``<skeleton>`` tokens with
+  probability ``p_inject``. The draw is a pure function of ``(seed, epoch, index)``, so a resumed run
+  makes the same draws. A sample without skeleton features (no file, missing file) simply gets no
+  skeleton tokens; evaluation datasets use ``p_inject=0``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Iterator, Protocol
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from ski_lvlm.models.lvlm.processing import IGNORE_INDEX, LabelError, SkiLvlmProcessor
+
+__all__ = ["FeatureSource", "SkippedSample", "LvlmDataset", "lvlm_collate", "LengthGroupedBatches", "record_key"]
+
+
+class FeatureSource(Protocol):
+    def get(self, key: str) -> dict[str, torch.Tensor]: ...
+
+
+def record_key(record: dict) -> str:
+    """Feature-cache id of a record: the file stem of its video (else skeleton), else its ``id``."""
+    from pathlib import Path
+
+    path = record.get("video_path") or record.get("skeleton_path")
+    return Path(path).stem if path else str(record.get("id"))
+
+
+@dataclass
+class SkippedSample:
+    index: int
+    id: str
+    reason: str
+
+
+@dataclass
+class _Item:
+    index: int
+    id: str
+    key: str
+    conversations: list
+    has_video: bool
+    has_skeleton: bool
+    length: int  # tokens without skeleton tokens (the length-grouping key)
+
+
+@dataclass
+class LvlmDataset(Dataset):
+    """Tokenised samples with their features.
+
+    Args:
+        records: instruction records with ``conversations`` and ``video_path`` / ``skeleton_path``.
+        processor: builds input ids and labels.
+        features: where video / skeleton features come from (keyed by :func:`record_key`).
+        p_inject: probability of skeleton tokens for samples that have skeleton features.
+        seed: seeds the injection draws.
+        skip_bad: leave out (and list) samples that cannot be built instead of raising.
+        source: file name used in error messages.
+    """
+
+    records: list[dict]
+    processor: SkiLvlmProcessor
+    features: FeatureSource | None
+    p_inject: float = 0.0
+    seed: int = 0
+    skip_bad: bool = False
+    source: str = "<records>"
+    items: list[_Item] = field(init=False, default_factory=list)
+    skipped: list[SkippedSample] = field(init=False, default_factory=list)
+    epoch: int = field(init=False, default=0)
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.p_inject <= 1.0:
+            raise ValueError(f"p_inject must be in [0, 1], got {self.p_inject}")
+        for i, rec in enumerate(self.records):
+            sid = str(rec.get("id", i))
+            try:
+                self.items.append(self._validate(i, sid, rec))
+            except (LabelError, KeyError, ValueError) as e:
+                reason = str(e).strip("'\"")
+                if not self.skip_bad:
+                    raise LabelError(f"{self.source} record {i} (id {sid!r}): {reason} "
+                                     "(fix it, or set data.skip_bad_samples=true to skip and list such samples)") from None
+                self.skipped.append(SkippedSample(i, sid, reason))
+        if not self.items:
+            raise LabelError(f"{self.source}: no usable samples ({len(self.skipped)} skipped)")
+
+    def _features(self, key: str) -> dict[str, torch.Tensor]:
+        if self.features is None:
+            return {}
+        try:
+            return self.features.get(key)
+        except KeyError:
+            return {}
+
+    def _validate(self, i: int, sid: str, rec: dict) -> _Item:
+        key = record_key(rec)
+        has_video = bool(rec.get("video_path"))
+        feats = self._features(key) if (has_video or rec.get("skeleton_path")) else {}
+        if has_video and "video" not in feats:
+            raise KeyError(f"no video features for key {key!r} (video {rec.get('video_path')})")
+        if has_video and feats["video"].shape[0] != self.processor.num_video_tokens:
+            raise ValueError(f"video features have {feats['video'].shape[0]} tokens, the processor expects "
+                             f"{self.processor.num_video_tokens}")
+        has_skeleton = "skeleton" in feats and self.p_inject > 0
+        if has_skeleton and feats["skeleton"].shape[0] != self.processor.num_skeleton_tokens:
+            raise ValueError(f"skeleton features have {feats['skeleton'].shape[0]} steps, the processor expects "
+                             f"{self.processor.num_skeleton_tokens}")
+        ex = self.processor.build_example(rec["conversations"], has_video=has_video, use_skeleton=False)
+        if has_skeleton:
+            self.processor.build_example(rec["conversations"], has_video=has_video, use_skeleton=True)
+        return _Item(i, sid, key, rec["conversations"], has_video, has_skeleton, len(ex.input_ids))
+
+    # ------------------------------------------------------------------ epoch-dependent draws
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def inject(self, idx: int) -> bool:
+        """Whether item ``idx`` gets skeleton tokens this epoch (pure function of seed, epoch, idx)."""
+        item = self.items[idx]
+        if not item.has_skeleton:
+            return False
+        return bool(np.random.default_rng([self.seed, self.epoch, item.index]).random() < self.p_inject)
+
+    @property
+    def lengths(self) -> list[int]:
+        return [it.length for it in self.items]
+
+    @property
+    def num_with_skeleton(self) -> int:
+        return sum(it.has_skeleton for it in self.items)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, idx: int) -> dict[str, Any]:
+        item = self.items[idx]
+        use_skel = self.inject(idx)
+        ex = self.processor.build_example(item.conversations, has_video=item.has_video, use_skeleton=use_skel)
+        feats = self._features(item.key) if (item.has_video or use_skel) else {}
+        return {"id": item.id, "input_ids": ex.input_ids, "labels": ex.labels,
+                "video_features": feats.get("video") if item.has_video else None,
+                "skeleton_features": feats.get("skeleton") if use_skel else None}
+
+
+def lvlm_collate(batch: list[dict[str, Any]], pad_token_id: int) -> dict[str, Any]:
+    """Right-pad ids/labels; stack the features of the samples that have them, in batch order.
+
+    Returns ``input_ids``/``labels``/``attention_mask`` ``[b, s]``, ``video_features`` ``[b_v, n_v, d_v]``
+    and ``skeleton_features`` ``[b_s, T', d_s]`` (None when no sample has them), ``ids`` and
+    ``num_tokens`` (non-pad tokens, for throughput logs).
+    """
+    width = max(len(b["input_ids"]) for b in batch)
+    n = len(batch)
+    input_ids = torch.full((n, width), pad_token_id, dtype=torch.long)
+    labels = torch.full((n, width), IGNORE_INDEX, dtype=torch.long)
+    attention_mask = torch.zeros((n, width), dtype=torch.long)
+    for i, b in enumerate(batch):
+        k = len(b["input_ids"])
+        input_ids[i, :k] = torch.tensor(b["input_ids"])
+        labels[i, :k] = torch.tensor(b["labels"])
+        attention_mask[i, :k] = 1
+    video = [b["video_features"] for b in batch if b["video_features"] is not None]
+    skel = [b["skeleton_features"] for b in batch if b["skeleton_features"] is not None]
+    return {"input_ids": input_ids, "labels": labels, "attention_mask": attention_mask,
+            "video_features": torch.stack(video).float() if video else None,
+            "skeleton_features": torch.stack(skel).float() if skel else None,
+            "ids": [b["id"] for b in batch], "num_tokens": int(attention_mask.sum())}
+
+
+class LengthGroupedBatches:
+    """Deterministic batches of similar length (less padding), optionally sharded across ranks.
+
+    Per epoch: permute all indices with ``(seed, epoch)``, cut into mega-batches of
+    ``batch_size * world_size * mega_batch`` items, sort each by length (longest first), cut into
+    global batches and shuffle their order (the very first batch stays the longest, so memory problems
+    show up at step 1). Rank ``r`` takes the ``r``-th slice of every global batch. ``group_by_length=False``
+    gives plain shuffled batches. The last incomplete global batch is dropped only when ``drop_last``.
+    """
+
+    def __init__(self, lengths: list[int], batch_size: int, *, seed: int = 0, group_by_length: bool = True,
+                 mega_batch: int = 16, rank: int = 0, world_size: int = 1, drop_last: bool = False):
+        self.lengths = np.asarray(lengths)
+        self.batch_size, self.seed, self.group = batch_size, seed, group_by_length
+        self.mega, self.rank, self.world, self.drop_last = mega_batch, rank, world_size, drop_last
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def _global_batches(self) -> list[np.ndarray]:
+        rng = np.random.default_rng([self.seed, self.epoch, 7])
+        order = rng.permutation(len(self.lengths))
+        g = self.batch_size * self.world
+        if self.group:
+            mega = g * self.mega
+            chunks = [order[i:i + mega] for i in range(0, len(order), mega)]
+            order = np.concatenate([c[np.argsort(-self.lengths[c], kind="stable")] for c in chunks])
+        batches = [order[i:i + g] for i in range(0, len(order), g)]
+        if self.drop_last and batches and len(batches[-1]) < g:
+            batches = batches[:-1]
+        if self.group and len(batches) > 1:
+            longest = int(np.argmax([self.lengths[b].max() for b in batches]))
+            rest = [b for k, b in enumerate(batches) if k != longest]
+            perm = rng.permutation(len(rest))
+            batches = [batches[longest]] + [rest[k] for k in perm]
+        return batches
+
+    def __iter__(self) -> Iterator[list[int]]:
+        for b in self._global_batches():
+            mine = b[self.rank::self.world] if self.world > 1 else b
+            if len(mine):
+                yield [int(i) for i in mine]
+
+    def __len__(self) -> int:
+        g = self.batch_size * self.world
+        return len(self.lengths) // g if self.drop_last else math.ceil(len(self.lengths) / g)

@@ -1,0 +1,155 @@
+"""Compatibility with Video-ChatGPT / LLAVIDAL / SKI-LVLM releases.
+
+* ``mm_projector.bin``: their trainers save a partial state dict (``torch.save``) with keys such as
+  ``model.mm_projector.weight`` / ``.bias`` (Linear 1024 -> 4096), LLAVIDAL's ``model.mm_projector_forpose.*``
+  (216 -> 4096) and ``model.mm_projector_forobject.*``, and SKI's full ``model.embed_tokens.weight``
+  (original-system.md §5.6). :func:`load_mm_projector` maps the projector keys onto this model's
+  ``video_projector`` / ``skeleton_projector`` strictly (every shape must match; a clear error names the
+  key, the file and both shapes) and reports what it ignored (object projector, token embeddings: this
+  toolkit uses no start/end tokens, its placeholders are overwritten by the features).
+* Instruction JSON: LLAVIDAL / SKI records (``"video": "<id>.pkl"``, ``"pose": ...``, text with
+  ``<video>``, ``<pose>`` / ``<human_pose>``, ``<object>``) and Video-ChatGPT ``{"video_id", "q", "a"}``
+  are read by :func:`read_instruction_records` into LLaVA records; the processor maps the pose
+  placeholders to ``<skeleton>`` and drops ``<object>``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+__all__ = ["load_mm_projector", "save_mm_projector", "read_instruction_records", "MM_PROJECTOR_KEYS"]
+
+# their module name -> our attribute
+MM_PROJECTOR_KEYS = {"mm_projector": "video_projector", "mm_projector_forpose": "skeleton_projector"}
+_KEY_RE = re.compile(r"(?:^|\.)(mm_projector(?:_forpose|_forobject)?)\.(.+)$")
+
+
+def _read_state(path: Path) -> dict[str, torch.Tensor]:
+    if not path.is_file():
+        raise FileNotFoundError(f"projector file not found: {path}")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(str(path))
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - re-raised with the file name
+        raise ValueError(f"{path}: cannot read as a weights-only torch state dict ({type(e).__name__}: {e})") from None
+    if not isinstance(state, dict):
+        raise ValueError(f"{path}: expected a state dict, got {type(state).__name__}")
+    return state
+
+
+def load_mm_projector(model: nn.Module, path: str | Path, *, require_skeleton: bool = False) -> dict[str, Any]:
+    """Load a Video-ChatGPT / LLAVIDAL / SKI ``mm_projector.bin`` into the model's projectors.
+
+    Args:
+        model: a :class:`SkiLvlmForConditionalGeneration` (or anything with ``video_projector`` /
+            ``skeleton_projector``).
+        path: the ``.bin`` (torch, loaded with ``weights_only=True``) or ``.safetensors`` file.
+        require_skeleton: fail when the file has no pose projector.
+
+    Returns:
+        ``{"loaded": [our keys], "ignored": [their keys]}``.
+
+    Raises:
+        ValueError: no ``mm_projector`` keys, a missing/unexpected projector key, or a shape mismatch
+            (the message names the key, the file and both shapes).
+    """
+    path = Path(path)
+    state = _read_state(path)
+    groups: dict[str, dict[str, torch.Tensor]] = {}
+    ignored = []
+    for key, value in state.items():
+        m = _KEY_RE.search(key)
+        if m and m.group(1) in MM_PROJECTOR_KEYS:
+            groups.setdefault(MM_PROJECTOR_KEYS[m.group(1)], {})[m.group(2)] = value
+        else:
+            ignored.append(key)
+    if "video_projector" not in groups:
+        raise ValueError(f"{path}: no 'mm_projector.*' keys (found {sorted(state)[:6]}); not a projector file")
+    if require_skeleton and "skeleton_projector" not in groups:
+        raise ValueError(f"{path}: no 'mm_projector_forpose.*' keys but a skeleton projector was required")
+    loaded = []
+    for attr, sub in groups.items():
+        module: nn.Module = getattr(model, attr)
+        own = module.state_dict()
+        problems = [f"missing {k}" for k in own if k not in sub] + [f"unexpected {k}" for k in sub if k not in own]
+        problems += [f"{k}: file has {tuple(v.shape)}, model expects {tuple(own[k].shape)}"
+                     for k, v in sub.items() if k in own and tuple(v.shape) != tuple(own[k].shape)]
+        if problems:
+            their = next(k for k, v in MM_PROJECTOR_KEYS.items() if v == attr)
+            raise ValueError(f"{path}: {their} does not fit {attr} ({type(module).__name__}): " + "; ".join(problems)
+                             + " (check projector_type and the feature / hidden sizes)")
+        module.load_state_dict({k: v.to(own[k].dtype) for k, v in sub.items()}, strict=True)
+        loaded += [f"{attr}.{k}" for k in sub]
+    return {"loaded": sorted(loaded), "ignored": sorted(ignored)}
+
+
+def save_mm_projector(model: nn.Module, path: str | Path) -> None:
+    """Write the projectors as ``model.mm_projector.*`` / ``model.mm_projector_forpose.*`` (torch.save)."""
+    from ski_lvlm.utils.io import atomic_write_bytes
+    import io
+
+    state = {}
+    for their, attr in MM_PROJECTOR_KEYS.items():
+        for k, v in getattr(model, attr).state_dict().items():
+            state[f"model.{their}.{k}"] = v.detach().to("cpu").clone()
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def read_instruction_records(path: str | Path) -> list[dict]:
+    """Read LLaVA / LLAVIDAL / SKI / Video-ChatGPT instruction JSON as LLaVA records with absolute paths.
+
+    Each record gets ``id``, ``conversations`` and ``video_path`` / ``skeleton_path`` (absolute, resolved
+    against the JSON's folder; ``None`` when absent). LLAVIDAL's ``pose`` key counts as the skeleton.
+    Video-ChatGPT items become one single-turn record each (``video`` = ``<video_id>.mp4``).
+    """
+    import os
+
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}:{e.lineno}: invalid JSON ({e.msg})") from None
+    try:
+        from ski_lvlm.data.instructions import detect_format, to_llava
+    except ImportError:  # pragma: no cover - the data helper's module is optional here
+        detect_format = to_llava = None
+    if to_llava is not None:
+        try:
+            records = to_llava(data, fmt=detect_format(data), source=str(path))
+        except ValueError as e:
+            raise ValueError(str(e)) from None
+    elif isinstance(data, list) and data and isinstance(data[0], dict) and "conversations" in data[0]:
+        records = data
+    elif isinstance(data, list) and data and isinstance(data[0], dict) and {"q", "a"} <= set(data[0]):
+        records = [{"id": str(d.get("video_id")), "video": f"{d.get('video_id')}.mp4",
+                    "conversations": [{"from": "human", "value": d["q"]}, {"from": "gpt", "value": d["a"]}]}
+                   for d in data]
+    else:
+        raise ValueError(f"{path}: unrecognised instruction format (expected LLaVA records with 'conversations' or "
+                         "Video-ChatGPT {video_id, q, a} items)")
+    root = path.resolve().parent
+    out = []
+    for i, rec in enumerate(records):
+        if not isinstance(rec, dict) or "conversations" not in rec:
+            raise ValueError(f"{path}: record {i} has no 'conversations'")
+
+        def resolve(v):
+            if not v:
+                return None
+            return os.path.normpath(v if os.path.isabs(v) else root / v)
+
+        skeleton = rec.get("skeleton") or rec.get("pose")
+        out.append({**rec, "id": str(rec.get("id", i)), "video_path": resolve(rec.get("video")),
+                    "skeleton_path": resolve(skeleton)})
+    return out

@@ -1,0 +1,53 @@
+"""Every train/configs/lvlm YAML loads into LvlmRecipeConfig; every DeepSpeed JSON resolves against a recipe."""
+
+from pathlib import Path
+
+import pytest
+
+from ski_lvlm.config import ConfigError, load_config
+from ski_lvlm.training.distributed import load_deepspeed_config
+from train.lvlm import LvlmRecipeConfig
+
+ROOT = Path(__file__).resolve().parents[2]
+YAMLS = sorted((ROOT / "train" / "configs" / "lvlm").rglob("*.yaml"))
+DS = sorted((ROOT / "train" / "configs" / "deepspeed").glob("*.json"))
+
+
+@pytest.mark.parametrize("path", YAMLS, ids=lambda p: p.name)
+def test_yaml_loads(path, tmp_path):
+    assert path.read_text().startswith("# ski-lvlm train lvlm --config ")  # the command that runs it
+    data = tmp_path / "train.json"
+    data.write_text("[]")
+    cfg = load_config(LvlmRecipeConfig, path, [f"data.train_json={data}", f"model.init_from={tmp_path}"])
+    assert cfg.out and cfg.train.stage in ("align", "instruct")
+    if cfg.train.deepspeed:
+        assert (ROOT / cfg.train.deepspeed).is_file()
+
+
+def test_invalid_combinations_are_reported_together(tmp_path):
+    with pytest.raises(ConfigError) as e:
+        load_config(LvlmRecipeConfig, ROOT / "train/configs/lvlm/align_tiny.yaml",
+                    ["out=", "train.llm_adapter=lora", "data.p_inject=2", "train.lr=0", "trian.lr=1"])
+    text = str(e.value)
+    assert "trian: unknown key (did you mean 'train'?)" in text
+    with pytest.raises(ConfigError) as e:
+        load_config(LvlmRecipeConfig, ROOT / "train/configs/lvlm/align_tiny.yaml",
+                    ["out=", "train.llm_adapter=lora", "data.p_inject=2", "train.lr=0"])
+    text = str(e.value)
+    for msg in ("out: required", "align stage trains projectors only", "p_inject: must be in [0, 1]",
+                "lr: must be > 0", "train_json: required"):
+        assert msg in text
+
+
+@pytest.mark.parametrize("path", DS, ids=lambda p: p.name)
+def test_deepspeed_json(path):
+    cfg = load_deepspeed_config(path, micro_batch_size=4, grad_accum=2, grad_clip=1.0, bf16=True, world_size=8)
+    assert cfg["train_batch_size"] == 64 and cfg["bf16"]["enabled"] is True
+    assert cfg["zero_optimization"]["stage"] in (2, 3)
+
+
+def test_deepspeed_json_disagreement(tmp_path):
+    p = tmp_path / "ds.json"
+    p.write_text('{"train_micro_batch_size_per_gpu": 2, "zero_optimization": {"stage": 2}}')
+    with pytest.raises(ValueError, match="train_micro_batch_size_per_gpu: ds.json says 2, the recipe says 4"):
+        load_deepspeed_config(p, micro_batch_size=4, grad_accum=1, grad_clip=1.0, bf16=False)

@@ -1,0 +1,221 @@
+"""Recipe train/lvlm.py on a tiny generated dataset (8 videos + skeletons), CPU, tiny models."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from train.lvlm import main
+
+CAPTIONS = ["a person waves the left hand", "someone drinks water from a red cup", "the man sits down slowly",
+            "a woman claps her hands twice", "the child jumps up and down", "a person bows to the camera",
+            "someone kicks with the right leg", "the person picks up a small box"]
+FAST = ["model.num_frames=4", "model.max_frames=4", "model.skeleton_frames=32", "train.log_every=1"]
+
+
+def make_world(root: Path, n: int = 8, missing_skeleton: tuple[int, ...] = (), multi_turn: bool = False) -> Path:
+    from ski_lvlm.data.skeleton import write_ntu_skeleton
+    from ski_lvlm.data.video import write_video
+
+    rng = np.random.default_rng(0)
+    (root / "videos").mkdir(parents=True)
+    (root / "skeletons").mkdir()
+    records = []
+    for i in range(n):
+        name = f"S001C001P{i + 1:03d}R001A001"
+        # visually distinct clips: a per-sample colour and stripe period, moving over time
+        colour = np.array([(37 * i) % 256, (91 * i + 60) % 256, (151 * i + 120) % 256], np.uint8)
+        frames = np.zeros((8, 64, 64, 3), np.uint8)
+        for t in range(8):
+            stripes = ((np.arange(64)[None, :] + 3 * t) // (2 + i)) % 2
+            frames[t] = colour[None, None, :] * stripes[..., None] + (255 - colour)[None, None, :] * (1 - stripes[..., None])
+        write_video(root / "videos" / f"{name}.mp4", frames, fps=8)
+        if i not in missing_skeleton:
+            write_ntu_skeleton(root / "skeletons" / f"{name}.skeleton",
+                               rng.normal(size=(3, 20, 25, 1)).astype(np.float32))
+        conv = [{"from": "human", "value": "<video>\nDescribe the video."}, {"from": "gpt", "value": CAPTIONS[i]}]
+        if multi_turn:
+            conv += [{"from": "human", "value": "Is the person alone?"}, {"from": "gpt", "value": "Yes."}]
+        records.append({"id": name, "video": f"videos/{name}.mp4", "skeleton": f"skeletons/{name}.skeleton",
+                        "conversations": conv})
+    (root / "instructions_train.json").write_text(json.dumps(records, indent=1))
+    return root / "instructions_train.json"
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    # tiny models: one thread is ~5x faster than two on a shared 2-core machine (no oversubscription)
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    return make_world(tmp_path_factory.mktemp("world"), missing_skeleton=(7,), multi_turn=True)
+
+
+def losses(run: Path) -> dict[int, float]:
+    return {r["step"]: r["loss"] for r in map(json.loads, (run / "train_log.jsonl").read_text().splitlines())}
+
+
+def test_align_then_instruct_lora_with_skeleton_injection(tmp_path, world):
+    align = tmp_path / "align"
+    assert main(["--config", "train/configs/lvlm/align_tiny.yaml", f"out={align}", f"data.train_json={world}",
+                 "train.max_steps=2", "data.p_inject=0", *FAST]) == 0
+    final = align / "final"
+    for f in ("config.json", "model.safetensors", "mm_modules.safetensors", "mm_projector.bin",
+              "processor_config.json", "run_info.json"):
+        assert (final / f).is_file(), f
+    assert (align / "features" / "cache.json").is_file() and (align / "tb").is_dir()
+    assert len(losses(align)) == 2
+
+    # a cache made once by `ski-lvlm data features` with the same encoders serves the next stage
+    from data_tools.features import main as features_main
+
+    cache = tmp_path / "cache"
+    sub = tmp_path / "with_skeletons.json"  # that CLI treats a missing skeleton file as a bad item
+    sub.write_text(json.dumps([{**r, "video": str(world.parent / r["video"]), "skeleton": str(world.parent / r["skeleton"])}
+                               for r in json.loads(world.read_text())[:7]]))
+    assert features_main(["--instructions", str(sub), "--out", str(cache), "--video-encoder", "clip:ski-tiny-ViT",
+                          "--frames", "4", "--max-frames", "4", "--skeleton-encoder", "random:tiny",
+                          "--skeleton-frames", "32", "--device", "cpu", "--no-progress"]) == 0
+    inst = tmp_path / "instruct"
+    assert main(["--config", "train/configs/lvlm/instruct_tiny.yaml", f"out={inst}", f"data.train_json={sub}",
+                 f"model.init_from={final}", "train.max_steps=3", "data.p_inject=1.0", "train.deepspeed=null",
+                 f"data.feature_cache={cache}", *FAST]) == 0
+    assert not (inst / "features").exists()
+    # a cache made with another tower is refused with the differing keys
+    assert main(["--config", "train/configs/lvlm/instruct_tiny.yaml", f"out={tmp_path / 'x'}",
+                 f"data.train_json={sub}", f"data.feature_cache={cache}", "train.max_steps=1",
+                 "model.num_frames=2", "model.max_frames=2", "model.skeleton_frames=32"]) == 2
+    log = [json.loads(x) for x in (inst / "train_log.jsonl").read_text().splitlines()]
+    assert all(np.isfinite(r["loss"]) and r["tokens_per_s"] > 0 for r in log)
+    # every sample has skeleton features; with p_inject=1 every one of them gets skeleton tokens
+    assert all(r["skeleton_frac"] == 1.0 for r in log)
+    assert (inst / "final" / "adapter" / "adapter_config.json").is_file()
+    info = json.loads((inst / "final" / "run_info.json").read_text())
+    assert info["stage"] == "instruct" and info["adapter"] and info["p_inject"] == 1.0
+
+    # inference from video alone, with the frozen tower inside the model (no skeleton, no cache)
+    from ski_lvlm.data.video import read_frames
+    from ski_lvlm.training.lvlm_checkpoint import load_lvlm
+
+    model, proc = load_lvlm(inst / "final")
+    frames = torch.from_numpy(read_frames(world.parent / "videos" / "S001C001P001R001A001.mp4", 4)).permute(0, 3, 1, 2)
+    inputs = proc("Describe the video.")
+    out = model.generate(**inputs, pixel_values_videos=frames[None], max_new_tokens=4, do_sample=False)
+    assert out.shape[1] > inputs["input_ids"].shape[1]
+    # the adapter-only path (base reference + adapter + mm_modules) gives the same logits as the merged weights
+    merged, _ = load_lvlm(inst / "final")
+    (inst / "final" / "model.safetensors").rename(inst / "final" / "model.safetensors.off")
+    via_adapter, _ = load_lvlm(inst / "final")
+    ids = torch.tensor([proc.build_prompt("Describe the video.")])
+    feats = merged.encode_video(frames[None])
+    with torch.no_grad():
+        torch.testing.assert_close(merged(input_ids=ids, video_features=feats).logits,
+                                   via_adapter(input_ids=ids, video_features=feats).logits, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("engine", ["torch", "zero2"])
+def test_stop_and_resume_gives_same_losses(tmp_path, world, engine):
+    ds = "null" if engine == "torch" else "train/configs/deepspeed/zero2.json"
+    common = ["--config", "train/configs/lvlm/instruct_tiny.yaml", f"data.train_json={world}", "train.max_steps=6",
+              "train.batch_size=2", "data.p_inject=0.5", "lora.dropout=0.1", f"train.deepspeed={ds}", *FAST]
+    full = tmp_path / "full"
+    assert main([*common, f"out={full}"]) == 0
+    part = tmp_path / "part"
+    assert main([*common, f"out={part}", "train.stop_after_steps=2"]) == 0  # stops mid-epoch (4 batches/epoch)
+    assert not (part / "final").exists() and (part / "checkpoints" / "latest").is_file()
+    assert main([*common, f"out={part}", "train.stop_after_steps=2"]) == 0  # stops exactly at the epoch end
+    assert main([*common, f"out={part}"]) == 0
+    a, b = losses(full), losses(part)
+    assert sorted(b) == [1, 2, 3, 4, 5, 6]
+    from ski_lvlm.data.feature_cache import FeatureCache
+
+    cache = FeatureCache(full / "features")  # sample 8 has no skeleton file: no skeleton features, never zeros
+    assert "skeleton" not in cache.get("S001C001P008R001A001") and "skeleton" in cache.get("S001C001P001R001A001")
+    assert [a[s] for s in range(1, 7)] == [b[s] for s in range(1, 7)]  # bit-identical on CPU
+
+
+def test_checkpointing_workers_and_zero3_match_the_plain_run(tmp_path, world):
+    common = ["--config", "train/configs/lvlm/instruct_tiny.yaml", f"data.train_json={world}", "train.max_steps=3",
+              "data.p_inject=0.5", "lora.dropout=0", *FAST]
+    assert main([*common, f"out={tmp_path / 'plain'}", "train.deepspeed=null"]) == 0
+    assert main([*common, f"out={tmp_path / 'ckpt'}", "train.deepspeed=null", "train.gradient_checkpointing=true",
+                 "data.num_workers=1"]) == 0
+    assert main([*common, f"out={tmp_path / 'z3'}", "train.deepspeed=train/configs/deepspeed/zero3.json"]) == 0
+    ref = losses(tmp_path / "plain")
+    assert losses(tmp_path / "ckpt") == pytest.approx(ref, rel=1e-6)
+    # ZeRO-3 steps flat fp32 partitions with its own clipping: same trajectory up to float rounding
+    assert losses(tmp_path / "z3") == pytest.approx(ref, rel=1e-3)
+    from ski_lvlm.training.lvlm_checkpoint import load_lvlm
+
+    load_lvlm(tmp_path / "z3" / "final")  # ZeRO-3 shards were gathered before saving
+
+
+def test_qlora_on_cpu_saves_adapter_and_loads(tmp_path, world):
+    run = tmp_path / "q"
+    assert main(["--config", "train/configs/lvlm/instruct_tiny.yaml", f"out={run}", f"data.train_json={world}",
+                 "train.llm_adapter=qlora", "train.deepspeed=null", "train.max_steps=2", *FAST]) == 0
+    final = run / "final"
+    assert not (final / "model.safetensors").exists() and (final / "adapter" / "adapter_model.safetensors").is_file()
+    cfg = json.loads((final / "config.json").read_text())
+    assert Path(cfg["llm_name_or_path"]) == (run / "base_llm").resolve()
+    from ski_lvlm.training.lvlm_checkpoint import load_lvlm
+
+    model, proc = load_lvlm(final)  # fp32 base + merged adapter + projectors
+    inputs = proc("Describe the video.")
+    feats = torch.zeros(1, proc.num_video_tokens, model.config.video_feature_dim)
+    assert model.generate(**inputs, video_features=feats, max_new_tokens=2, do_sample=False).shape[1] >= \
+        inputs["input_ids"].shape[1] + 1
+
+
+def test_deepspeed_zero2_single_process_cpu_trains(tmp_path, world):
+    run = tmp_path / "ds"
+    assert main(["--config", "train/configs/lvlm/instruct_tiny.yaml", f"out={run}", f"data.train_json={world}",
+                 "train.max_steps=3", "train.deepspeed=train/configs/deepspeed/zero2.json", "train.lr=1e-2",
+                 *FAST]) == 0
+    assert len(losses(run)) == 3
+    from safetensors.torch import load_file
+
+    adapter = load_file(str(run / "final" / "adapter" / "adapter_model.safetensors"))
+    lora_b = [v for k, v in adapter.items() if "lora_B" in k]
+    assert lora_b and all(v.abs().sum() > 0 for v in lora_b)  # LoRA B starts at zero: it trained
+
+
+def test_bad_samples_fail_or_are_listed(tmp_path, world, capsys):
+    records = json.loads(world.read_text())
+    records[3]["conversations"][0]["value"] = "<video><video> twice?"
+    bad = world.parent / "bad.json"
+    bad.write_text(json.dumps(records))
+    args = ["--config", "train/configs/lvlm/align_tiny.yaml", f"data.train_json={bad}", "train.max_steps=1", *FAST]
+    assert main([*args, f"out={tmp_path / 'a'}"]) == 2
+    assert "record 3" in capsys.readouterr().err
+    assert main([*args, f"out={tmp_path / 'b'}", "data.skip_bad_samples=true"]) == 0
+    skipped = json.loads((tmp_path / "b" / "skipped_samples.json").read_text())
+    assert [s["index"] for s in skipped] == [3] and "one video" in skipped[0]["reason"]
+    assert main(["--config", "train/configs/lvlm/align_tiny.yaml", f"out={tmp_path / 'c'}",
+                 f"data.train_json={world}", "train.llm_adapter=lora"]) == 2
+
+
+def test_tiny_model_overfits_8_samples_and_generates_their_captions(tmp_path):
+    world = make_world(tmp_path / "w")
+    run = tmp_path / "run"
+    assert main(["--config", "train/configs/lvlm/instruct_tiny.yaml", f"out={run}", f"data.train_json={world}",
+                 "train.llm_adapter=full", "train.batch_size=8", "train.max_steps=150", "train.lr=3e-3",
+                 "train.warmup_ratio=0.05", "train.deepspeed=null", "data.p_inject=0", "train.log_every=25",
+                 *FAST]) == 0
+    assert losses(run)[150] < 0.05
+    from ski_lvlm.data.video import read_frames
+    from ski_lvlm.training.lvlm_checkpoint import load_lvlm
+
+    model, proc = load_lvlm(run / "final")
+    videos = sorted((world.parent / "videos").glob("*.mp4"))
+    frames = torch.stack([torch.from_numpy(read_frames(v, 4)).permute(0, 3, 1, 2) for v in videos])
+    inputs = proc(["Describe the video."] * len(videos))
+    out = model.generate(**inputs, pixel_values_videos=frames, max_new_tokens=24, do_sample=False)
+    assert proc.batch_decode(out[:, inputs["input_ids"].shape[1]:]) == CAPTIONS
