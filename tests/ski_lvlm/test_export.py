@@ -1,0 +1,195 @@
+"""ski_lvlm.export: adapter / merged exports reload to identical logits; corrupt exports are named; atomic."""
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from ski_lvlm.export import (CorruptExportError, ExportCheckError, ExportError, export_run, load_exported,
+                             load_training_model, probe_logits)
+
+
+def make_run(root: Path, *, lora: bool = True, seed: int = 0) -> Path:
+    """A run folder laid out like `ski-lvlm train lvlm` writes it: tiny Llama + tiny CLIP tower, LoRA with
+    non-zero B (so merging matters), RUN/base_llm, RUN/config.yaml and RUN/final."""
+    from ski_lvlm.models.lvlm.presets import create_lvlm
+    from ski_lvlm.training.lvlm_checkpoint import save_final
+
+    model, proc = create_lvlm("tiny-llama", video_encoder={"kind": "clip", "arch": "ski-tiny-ViT", "layer": -2},
+                              num_frames=4, max_frames=4, skeleton_feature_dim=16, num_skeleton_tokens=4,
+                              tokenizer_vocab_size=300, seed=seed)
+    base = (root / "base_llm").resolve()
+    model.language_model.save_pretrained(base)
+    proc.tokenizer.save_pretrained(base)
+    model.config.llm_name_or_path = str(base)
+    if lora:
+        from peft import LoraConfig, get_peft_model
+
+        model.language_model = get_peft_model(model.language_model, LoraConfig(
+            r=4, lora_alpha=8, lora_dropout=0.0, target_modules="all-linear", task_type="CAUSAL_LM"))
+        with torch.no_grad():
+            for n, p in model.named_parameters():
+                if "lora_B" in n:
+                    p.normal_(0, 0.05, generator=torch.Generator().manual_seed(seed + len(n)))
+    (root / "config.yaml").write_text("# ski-lvlm train lvlm --config config.yaml\n"
+                                      "data:\n  train_json: /data/world/instructions_train.json\n  p_inject: 0.5\n"
+                                      "train:\n  stage: instruct\n  llm_adapter: lora\n  lr: 0.002\n  batch_size: 4\n"
+                                      "  seed: 0\nlora:\n  r: 4\n  alpha: 8\n  dropout: 0.0\n")
+    save_final(root / "final", model, proc, run_info={
+        "stage": "instruct", "llm_adapter": "lora" if lora else "none", "steps": 3, "final_loss": 1.25,
+        "p_inject": 0.5, "samples": 8, "skipped": 0, "command": "ski-lvlm train lvlm --config config.yaml"})
+    return root
+
+
+def make_videos(folder: Path, n: int = 3) -> list[Path]:
+    """Small distinct H.264 clips (different sizes, so batching must group by frame size)."""
+    from ski_lvlm.data.video import write_video
+
+    folder.mkdir(parents=True, exist_ok=True)
+    out = []
+    for i in range(n):
+        rng = np.random.default_rng(i)
+        frames = rng.integers(0, 255, (6, 48 + 16 * (i % 2), 64, 3), dtype=np.uint8)
+        write_video(folder / f"clip{i}.mp4", frames, fps=6)
+        out.append(folder / f"clip{i}.mp4")
+    return out
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    return make_run(tmp_path_factory.mktemp("run"))
+
+
+@pytest.fixture(scope="module")
+def reference(run):
+    model, proc = load_training_model(run / "final")
+    return probe_logits(model, proc, (0, 1, 7))
+
+
+def _close(a, b, atol=1e-5):
+    return max(float((x - y).abs().max()) for x, y in zip(a, b)) <= atol
+
+
+def test_lora_export_reloads_to_identical_logits(run, reference, tmp_path):
+    out = tmp_path / "export"
+    res = export_run(run, out, log=lambda m: None)
+    assert res.layout == "adapter" and res.base_copied and res.max_abs_diff <= 1e-5
+    for f in ("adapter_config.json", "adapter_model.safetensors", "mm_modules.safetensors", "config.json",
+              "processor_config.json", "tokenizer.json", "README.md", "export_info.json", "base_llm/config.json"):
+        assert (out / f).is_file(), f
+    # self-contained: the backbone reference is the copied folder, relative to the export
+    assert json.loads((out / "config.json").read_text())["llm_name_or_path"] == "base_llm"
+    assert json.loads((out / "adapter_config.json").read_text())["base_model_name_or_path"] == "base_llm"
+    info = json.loads((out / "export_info.json").read_text())
+    assert info["reload_check"]["passed"] and info["num_frames"] == 4 and info["frame_sampling"] == "segment_middle"
+    # the run folder may disappear: the export still loads (fresh probes, seed 7 was not used by the check)
+    moved = tmp_path / "moved"
+    shutil.move(str(out), moved)
+    model, proc = load_exported(moved)
+    assert _close(reference, probe_logits(model, proc, (0, 1, 7)))
+    # and the adapter is plain PEFT format
+    from peft import PeftConfig
+
+    assert PeftConfig.from_pretrained(str(moved)).r == 4
+    card = (moved / "README.md").read_text()
+    assert "base model" in card and "lora" in card and "/data/world/instructions_train.json" in card
+
+
+def test_merged_export_is_sharded_and_identical(run, reference, tmp_path):
+    from ski_lvlm.models.lvlm import SkiLvlmForConditionalGeneration, SkiLvlmProcessor
+
+    out = tmp_path / "merged"
+    res = export_run(run / "final", out, merge=True, max_shard_size="150KB", log=lambda m: None)
+    assert res.layout == "merged"
+    shards = sorted(out.glob("model-*-of-*.safetensors"))
+    assert len(shards) > 1 and (out / "model.safetensors.index.json").is_file()
+    assert not (out / "adapter_config.json").exists() and not (out / "base_llm").exists()
+    # standalone: plain from_pretrained, no backbone reference needed
+    model = SkiLvlmForConditionalGeneration.from_pretrained(out).eval()
+    assert model.config.llm_name_or_path is None
+    assert _close(reference, probe_logits(model, SkiLvlmProcessor.from_pretrained(out), (0, 1, 7)))
+
+
+def test_bf16_exports_store_bf16_and_pass_the_check(run, tmp_path):
+    from safetensors import safe_open
+
+    for merge in (False, True):
+        out = tmp_path / f"bf16_{merge}"
+        res = export_run(run, out, merge=merge, dtype="bf16", log=lambda m: None)
+        assert res.dtype == "bf16" and res.max_abs_diff <= 1e-5
+        f = out / ("adapter_model.safetensors" if not merge else sorted(out.glob("model*.safetensors"))[0].name)
+        with safe_open(str(f), "pt") as h:
+            assert {h.get_tensor(k).dtype for k in h.keys()} == {torch.bfloat16}
+        model, _ = load_exported(out, dtype="bf16")
+        assert next(model.language_model.parameters()).dtype == torch.bfloat16
+
+
+def test_corrupted_export_names_the_file(run, tmp_path):
+    out = tmp_path / "export"
+    export_run(run, out, log=lambda m: None)
+    broken = tmp_path / "missing"
+    shutil.copytree(out, broken)
+    (broken / "adapter_model.safetensors").unlink()
+    with pytest.raises(CorruptExportError, match=r"adapter_model\.safetensors: missing"):
+        load_exported(broken)
+    truncated = tmp_path / "truncated"
+    shutil.copytree(out, truncated)
+    f = truncated / "mm_modules.safetensors"
+    f.write_bytes(f.read_bytes()[: f.stat().st_size // 2])
+    with pytest.raises(CorruptExportError, match=r"mm_modules\.safetensors: truncated"):
+        load_exported(truncated)
+    shard = truncated / "base_llm" / "model.safetensors"
+    f.write_bytes((out / "mm_modules.safetensors").read_bytes())  # repair, then break the copied backbone
+    shard.write_bytes(shard.read_bytes()[:100])
+    with pytest.raises(CorruptExportError, match=r"base_llm/model\.safetensors"):
+        load_exported(truncated)
+
+
+def test_failed_check_or_interruption_leaves_nothing(run, tmp_path):
+    out = tmp_path / "export"
+    with pytest.raises(ExportCheckError, match="reload check failed"):
+        export_run(run, out, atol=-1.0, log=lambda m: None)  # no difference can pass a negative limit
+    assert not out.exists() and list(tmp_path.iterdir()) == []
+
+    def interrupt(tmp):
+        assert (tmp / "export_info.json").is_file()  # fully written, not yet renamed
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        export_run(run, out, log=lambda m: None, _before_commit=interrupt)
+    assert not out.exists() and list(tmp_path.iterdir()) == []
+    export_run(run, out, log=lambda m: None)
+    with pytest.raises(ExportError, match="already exists"):
+        export_run(run, out, log=lambda m: None)
+
+
+def test_model_card_lists_latest_eval_numbers(run, tmp_path):
+    ev = run / "eval" / "captions"
+    ev.mkdir(parents=True, exist_ok=True)
+    (ev / "results.json").write_text(json.dumps({"metrics": {"CIDEr": 0.4321, "BLEU-4": 0.1234}, "n": 20}))
+    try:
+        export_run(run, tmp_path / "e", log=lambda m: None)
+    finally:
+        shutil.rmtree(run / "eval")
+    card = (tmp_path / "e" / "README.md").read_text()
+    assert "eval/captions/results.json" in card and "| metrics.CIDEr | 0.4321 |" in card and "| n | 20 |" in card
+
+
+def test_run_without_adapter_exports_full_model(tmp_path):
+    run = make_run(tmp_path / "run", lora=False, seed=1)
+    ref_model, proc = load_training_model(run / "final")
+    res = export_run(run, tmp_path / "e", log=lambda m: None)
+    assert res.layout == "merged"
+    model, proc2 = load_exported(tmp_path / "e")
+    assert _close(probe_logits(ref_model, proc), probe_logits(model, proc2))
