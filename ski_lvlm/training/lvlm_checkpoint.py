@@ -220,6 +220,12 @@ def load_lvlm(path: str | Path, *, device: str | torch.device = "cpu", dtype: to
     from ski_lvlm.models.lvlm import SkiLvlmConfig, SkiLvlmForConditionalGeneration, SkiLvlmProcessor
 
     path = Path(path)
+    if (path / "export_info.json").is_file():
+        # An `ski-lvlm export` folder keeps the adapter at its top level (plain PEFT layout), not in
+        # adapter/; reading it here would silently drop the LoRA, so hand it to the export loader.
+        from ski_lvlm.export import load_exported
+
+        return load_exported(path, device=device, dtype=dtype, merge_adapter=merge_adapter)
     if not (path / "config.json").is_file():
         raise FileNotFoundError(f"{path}: not a SKI-LVLM model folder (no config.json)")
     kw = {"dtype": dtype} if dtype is not None else {}

@@ -193,3 +193,20 @@ def test_run_without_adapter_exports_full_model(tmp_path):
     assert res.layout == "merged"
     model, proc2 = load_exported(tmp_path / "e")
     assert _close(probe_logits(ref_model, proc), probe_logits(model, proc2))
+
+
+def test_every_loader_agrees_on_run_and_export_folders(run, reference, tmp_path):
+    """load_lvlm and load_exported must give the same model for a run's final/ and for an export,
+    merged or not: a loader that silently drops or re-initialises the LoRA changes the logits."""
+    from ski_lvlm.training.lvlm_checkpoint import load_lvlm
+
+    out = tmp_path / "export"
+    export_run(run, out, log=lambda m: None)
+    adapter_only = tmp_path / "adapter_only"  # a QLoRA / save_full=false run: no full weights
+    shutil.copytree(run / "final", adapter_only)
+    (adapter_only / "model.safetensors").unlink(missing_ok=True)
+    for folder in (run / "final", adapter_only, out):
+        for loader in (load_lvlm, load_exported):
+            for merge in (True, False):
+                model, proc = loader(folder, merge_adapter=merge)
+                assert _close(reference, probe_logits(model, proc, (0, 1, 7))), (folder, loader.__name__, merge)
