@@ -144,7 +144,9 @@ def main(argv: list[str] | None = None) -> int:
     atomic_write_json(Path(args.out) / "report.json", report)
     rate = f"{summary['videos_per_s']:.2f} videos/s" if summary["videos_per_s"] else "n/a"
     print(f"encoded {summary['encoded']} videos in {summary['seconds']:.1f} s ({rate}); "
-          f"{summary['already_done']} already cached; {len(summary['bad'])} bad")
+          f"{summary['already_done']} already cached; {len(summary['bad'])} bad"
+          + (f"; {len(summary['missing_skeleton'])} without a skeleton file (video features only)"
+             if summary["missing_skeleton"] else ""))
     for b in summary["bad"][:10]:
         print(f"  bad: {b['id']}: {b['error']}")
     print(f"cache: {os.path.abspath(args.out)} (report.json lists the run)")

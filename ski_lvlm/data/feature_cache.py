@@ -554,6 +554,7 @@ def extract_features(items: list[FeatureItem], out: str | Path, video: VideoFeat
 
     Returns:
         a summary: ``requested``, ``already_done``, ``encoded``, ``bad`` (list of ``{id, path, error}``),
+        ``missing_skeleton`` (ids whose skeleton file does not exist: cached with video features only),
         ``seconds``, ``videos_per_s``.
 
     Raises:
@@ -573,6 +574,7 @@ def extract_features(items: list[FeatureItem], out: str | Path, video: VideoFeat
     writer = FeatureCacheWriter(out, _cache_identity(video, skeleton, dtype), shard_size=shard_size, dtype=dtype)
     todo = [it for it in items if it.id not in writer.done]
     bad: list[dict] = []
+    no_skeleton: list[str] = []  # appended from loader threads (list.append is atomic)
 
     def load(it: FeatureItem) -> tuple[FeatureItem, Any, Any, str | None]:
         """(item, video, skeleton, None) or (item, None, error, path of the file that failed)."""
@@ -582,7 +584,14 @@ def extract_features(items: list[FeatureItem], out: str | Path, video: VideoFeat
                 raise FileNotFoundError("no video path")
             v = video.load(it.video, timeout=timeout)
             where = it.skeleton
-            s = skeleton.load(it.skeleton) if skeleton is not None and it.skeleton else None
+            s = None
+            if skeleton is not None and it.skeleton:
+                if Path(it.skeleton).exists():
+                    s = skeleton.load(it.skeleton)  # a corrupt file is still a bad item
+                else:
+                    # No skeleton for this sample: cache its video features only ("no skeleton tokens"
+                    # downstream), never zeros and never a dropped item.
+                    no_skeleton.append(it.id)
             return it, v, s, None
         except Exception as e:  # noqa: BLE001 - reported per item below
             return it, None, e, where
@@ -643,6 +652,7 @@ def extract_features(items: list[FeatureItem], out: str | Path, video: VideoFeat
         bar.close()
     seconds = time.perf_counter() - start
     summary = {"requested": len(items), "already_done": len(items) - len(todo), "encoded": encoded, "bad": bad,
+               "missing_skeleton": sorted(no_skeleton),
                "seconds": round(seconds, 3), "videos_per_s": round(encoded / seconds, 3) if seconds > 0 else None}
     writer.finish(items=ids, bad=bad, extra={"last_run": {k: v for k, v in summary.items() if k != "bad"}})
     return summary

@@ -218,3 +218,20 @@ def test_encoders_from_trained_checkpoints(tmp_path, clips):
     torch.testing.assert_close(feats[0], want)
     with pytest.raises(ValueError, match="kind must be"):
         load_skeleton_encoder("what:ever")
+
+
+def test_missing_skeleton_file_means_video_only_but_corrupt_one_is_bad(clips, tiny_video, tmp_path):
+    """A sample without a skeleton file keeps its video features and gets no skeleton entry (never zeros);
+    a skeleton file that exists but cannot be parsed is still a bad item."""
+    root, items = clips
+    skel = load_skeleton_encoder("random:tiny", num_frames=16)
+    gone = FeatureItem("c3", items[3].video, str(root / "no_such.skeleton"))
+    summary = extract_features([items[0], gone], tmp_path / "a", tiny_video, skel, batch_size=2, progress=False)
+    assert summary["bad"] == [] and summary["missing_skeleton"] == ["c3"]
+    cache = FeatureCache(tmp_path / "a")
+    assert set(cache.get("c0")) == {"video", "skeleton"} and set(cache.get("c3")) == {"video"}
+    broken = root / "broken.skeleton"
+    broken.write_text("3\n1\n")  # truncated: 3 frames announced, one body line missing
+    bad = FeatureItem("c4", items[4].video, str(broken))
+    summary = extract_features([bad], tmp_path / "b", tiny_video, skel, skip_bad=True, progress=False)
+    assert [b["id"] for b in summary["bad"]] == ["c4"] and summary["bad"][0]["path"].endswith("broken.skeleton")
