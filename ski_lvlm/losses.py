@@ -1,0 +1,89 @@
+"""Loss modules for SkeletonCLIP (phase 1) and SKI-VLM (phase 2); each returns a dict of named terms.
+
+The recipe only sums the terms (:func:`total_loss`) and logs them by name, so a new term never needs a
+recipe change. Terms are already weighted: ``sum(terms.values())`` is the training loss.
+
+SKI-VLM (``original-system.md`` §4.3)::
+
+    L = CE(video logits, y) + CE(skeleton logits, y) + alpha * MSE(video, skeleton)
+
+The distillation MSE compares either the cosine-similarity matrices (``distill_on="sims"``, default:
+both lie in [-1, 1] whatever the learnable temperatures are, so ``alpha`` means the same thing all
+through training) or the logits themselves (``"logits"``: what the original computed, where the
+logits were unscaled). Gradients flow into both branches (the collaborative variant) unless the
+teacher is frozen, in which case its outputs carry no gradient.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = ["SkeletonTextLoss", "SKIVLMLoss", "CaptionContrastiveLoss", "total_loss"]
+
+
+def total_loss(terms: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The training loss: the sum of the (already weighted) named terms."""
+    return sum(terms.values())
+
+
+class SkeletonTextLoss(nn.Module):
+    """Phase 1: cross-entropy of the skeleton-vs-class-text logits (``{"skel_text": ...}``)."""
+
+    def __init__(self, label_smoothing: float = 0.0):
+        super().__init__()
+        self.label_smoothing = label_smoothing
+
+    def forward(self, logits: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"skel_text": F.cross_entropy(logits.float(), labels, label_smoothing=self.label_smoothing)}
+
+
+class SKIVLMLoss(nn.Module):
+    """Phase 2: ``video_text`` + ``skel_text`` + ``distill`` (= alpha * MSE).
+
+    Terms that cannot be computed are left out: without skeleton outputs (ViFi-CLIP baseline, or a batch
+    without skeletons) only ``video_text`` is returned; with ``alpha == 0`` no ``distill`` term.
+    """
+
+    def __init__(self, alpha: float = 10.0, distill_on: str = "sims", label_smoothing: float = 0.0):
+        super().__init__()
+        if distill_on not in ("sims", "logits"):
+            raise ValueError(f"distill_on must be 'sims' or 'logits', got {distill_on!r}")
+        self.alpha, self.distill_on, self.label_smoothing = alpha, distill_on, label_smoothing
+
+    def forward(self, out: dict[str, torch.Tensor], labels: torch.Tensor) -> dict[str, torch.Tensor]:
+        terms = {"video_text": F.cross_entropy(out["video_logits"].float(), labels, label_smoothing=self.label_smoothing)}
+        if "skeleton_logits" not in out:
+            return terms
+        if out["skeleton_logits"].requires_grad:  # a frozen teacher gets no CE (it could not learn from it)
+            terms["skel_text"] = F.cross_entropy(out["skeleton_logits"].float(), labels,
+                                                 label_smoothing=self.label_smoothing)
+        if self.alpha:
+            key = "sims" if self.distill_on == "sims" else "logits"
+            terms["distill"] = self.alpha * F.mse_loss(out[f"video_{key}"].float(), out[f"skeleton_{key}"].float())
+        return terms
+
+
+class CaptionContrastiveLoss(nn.Module):
+    """Symmetric InfoNCE between clip embeddings and their own captions (``{"caption": ...}``).
+
+    Captions describe body side, body part and tempo, which class names alone do not; matching them
+    teaches the text tower what the words mean, so unseen class names built from seen words can be
+    placed. Pairs whose captions are identical strings are not treated as negatives of each other.
+    """
+
+    def __init__(self, weight: float = 1.0):
+        super().__init__()
+        self.weight = weight
+
+    def forward(self, emb: torch.Tensor, text: torch.Tensor, logit_scale: torch.Tensor,
+                same: torch.Tensor | None = None, name: str = "caption") -> dict[str, torch.Tensor]:
+        """``emb [b, d]``, ``text [b, d]`` (both normalised here), ``same [b, b]`` bool: pairs with equal text."""
+        logits = logit_scale * F.normalize(emb.float(), dim=-1) @ F.normalize(text.float(), dim=-1).t()  # [b, b]
+        if same is not None:
+            eye = torch.eye(len(emb), dtype=torch.bool, device=emb.device)
+            logits = logits.masked_fill(same & ~eye, float("-inf"))
+        target = torch.arange(len(emb), device=emb.device)
+        loss = (F.cross_entropy(logits, target) + F.cross_entropy(logits.t(), target)) / 2
+        return {name: self.weight * loss}

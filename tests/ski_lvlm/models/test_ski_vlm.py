@@ -1,0 +1,122 @@
+import math
+
+import pytest
+import torch
+
+from ski_lvlm.losses import SKIVLMLoss, total_loss
+from ski_lvlm.models.clip_towers import get_tokenizer
+from ski_lvlm.models.ski_vlm import (
+    build_ski_vlm, build_skeleton_clip, build_video_clip, load_model, load_skeleton_clip, load_video_clip,
+    save_model, tokenize_classes,
+)
+
+TEMPLATES = ("a video of a person {}.", "a person {}.")
+NAMES = ["wave left hand", "wave right hand", "sit down"]
+
+
+@pytest.fixture(scope="module")
+def tokens():
+    return tokenize_classes(get_tokenizer("ski-tiny-ViT"), NAMES, TEMPLATES)
+
+
+def _inputs(b=2):
+    return torch.randn(b, 3, 3, 64, 64), torch.randn(b, 3, 16, 25, 2)
+
+
+def test_skeleton_clip_logits_and_scale(tokens):
+    model = build_skeleton_clip(encoder="tiny", text_pool="mean")
+    assert not hasattr(model.text, "visual")
+    assert model.head.logit_scale.item() == pytest.approx(math.log(100))
+    out = model(_inputs()[1], tokens, num_templates=2)
+    assert out["logits"].shape == (2, 3)
+    torch.testing.assert_close(out["logits"], 100 * out["sims"])
+    assert out["sims"].abs().max() <= 1 + 1e-5
+    text = model.class_embeddings(tokens, 2)
+    torch.testing.assert_close(text.norm(dim=-1), torch.ones(3))
+
+
+def test_faithful_logits_are_unscaled_dot_products(tokens):
+    model = build_skeleton_clip(encoder="tiny", logit_mode="none").eval()
+    x = _inputs()[1]
+    out = model(x, tokens[::2], num_templates=1)
+    expected = model.encode_skeleton(x) @ model.encode_text(tokens[::2], normalize=True).t()
+    torch.testing.assert_close(out["logits"], expected)
+    assert model.head.logit_scale is None
+    video = build_video_clip(logit_mode="none").eval()  # original video logits: unscaled cosine similarities
+    frames = _inputs()[0]
+    out = video(frames, tokens[::2])
+    expected = video.encode_video(frames, normalize=True) @ video.encode_text(tokens[::2], normalize=True).t()
+    torch.testing.assert_close(out["logits"], expected)
+
+
+def test_freeze_text_trains_only_the_encoder(tokens):
+    model = build_skeleton_clip(encoder="tiny", freeze_text=True)
+    out = model(_inputs()[1], tokens, num_templates=2)
+    out["logits"].sum().backward()
+    for name, p in model.named_parameters():
+        if name.startswith("text."):
+            assert not p.requires_grad and p.grad is None, name
+        elif p.requires_grad:
+            assert p.grad is not None, name
+
+
+def test_video_clip_is_a_temporal_mean(tokens):
+    model = build_video_clip().eval()
+    video = _inputs()[0]
+    frames = model.clip.encode_image(video.flatten(0, 1)).reshape(2, 3, -1)
+    torch.testing.assert_close(model.encode_video(video), frames.mean(1))
+    pooled, tok = model.video_tokens(video)
+    assert pooled.shape == (2, 3, 64) and tok.shape == (2, 3, 16, 64)
+    model.lock_image_tower(unlocked_layers=1)
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad and n.startswith("clip.visual.")}
+    assert trainable and all(".resblocks.1." in n or "ln_post" in n or n.endswith("proj") for n in trainable)
+
+
+def test_ski_vlm_outputs_and_frozen_teacher_gets_no_gradient(tokens):
+    model = build_ski_vlm(build_video_clip(), build_skeleton_clip(encoder="tiny"), teacher_trainable=False)
+    model.train()
+    assert not model.skeleton.training  # frozen teacher stays in eval mode (BatchNorm stats frozen)
+    video, skel = _inputs()
+    out = model(video, tokens, 2, skeleton=skel)
+    assert {"video_logits", "video_sims", "skeleton_logits", "skeleton_sims"} <= set(out)
+    terms = SKIVLMLoss(alpha=10.0)(out, torch.tensor([0, 2]))
+    assert set(terms) == {"video_text", "distill"}  # a frozen teacher has no CE term
+    total_loss(terms).backward()
+    assert all(p.grad is None for p in model.skeleton.parameters())
+    assert all(p.grad is not None for n, p in model.video.named_parameters() if p.requires_grad)
+
+
+def test_collaborative_teacher_gets_gradient_from_all_terms(tokens):
+    model = build_ski_vlm(build_video_clip(), build_skeleton_clip(encoder="tiny"), teacher_trainable=True)
+    video, skel = _inputs()
+    terms = SKIVLMLoss(alpha=10.0)(model(video, tokens, 2, skeleton=skel), torch.tensor([0, 1]))
+    assert set(terms) == {"video_text", "skel_text", "distill"}
+    terms["distill"].backward()  # the MSE alone reaches both branches (no stop-gradient)
+    assert model.skeleton.encoder.fc.weight.grad is not None
+    assert model.video.clip.visual.proj.grad is not None
+
+
+def test_vifi_baseline_has_no_skeleton_branch(tokens):
+    model = build_ski_vlm(build_video_clip(), None)
+    out = model(_inputs()[0], tokens, 2, skeleton=_inputs()[1])
+    assert set(out) == {"video_logits", "video_sims", "video_embedding"}
+    with pytest.raises(ValueError, match="no skeleton branch"):
+        model.encode_skeleton(_inputs()[1])
+
+
+def test_save_load_roundtrip_and_branch_extraction(tmp_path, tokens):
+    model = build_ski_vlm(build_video_clip(text_pool="mean"), build_skeleton_clip(encoder="tiny")).eval()
+    save_model(model, tmp_path / "m")
+    video, skel = _inputs()
+    again = load_model(tmp_path / "m")
+    torch.testing.assert_close(again(video, tokens, 2, skeleton=skel)["video_logits"],
+                               model(video, tokens, 2, skeleton=skel)["video_logits"])
+    vid = load_video_clip(tmp_path / "m")
+    torch.testing.assert_close(vid.encode_video(video), model.encode_video(video))
+    sk = load_skeleton_clip(tmp_path / "m")
+    torch.testing.assert_close(sk.skeleton_features(skel), model.skeleton.skeleton_features(skel))
+    # strict loading: a folder whose weights miss keys fails loudly
+    save_model(build_video_clip(), tmp_path / "v")
+    (tmp_path / "v" / "model_config.json").write_text((tmp_path / "m" / "model_config.json").read_text())
+    with pytest.raises(ValueError, match="do not match"):
+        load_model(tmp_path / "v")

@@ -1,0 +1,33 @@
+"""Every YAML under train/configs/{skeleton_clip,ski_vlm}/ loads into its dataclass and names its command."""
+
+from pathlib import Path
+
+import pytest
+
+from ski_lvlm.config import load_config
+from train.ski_vlm import SKIVLMConfig
+from train.skeleton_clip import SkeletonCLIPConfig
+
+ROOT = Path(__file__).resolve().parents[2] / "train" / "configs"
+CASES = [(p, SkeletonCLIPConfig) for p in sorted((ROOT / "skeleton_clip").rglob("*.yaml"))] + \
+        [(p, SKIVLMConfig) for p in sorted((ROOT / "ski_vlm").rglob("*.yaml"))]
+
+
+def test_configs_exist():
+    names = {p.relative_to(ROOT).as_posix() for p, _ in CASES}
+    assert {"skeleton_clip/tiny_cpu.yaml", "skeleton_clip/ntu_48_12.yaml", "ski_vlm/tiny_cpu.yaml",
+            "ski_vlm/tiny_cpu_vifi.yaml", "ski_vlm/ntu_48_12.yaml"} <= names
+
+
+@pytest.mark.parametrize("path,cls", CASES, ids=[p.relative_to(ROOT).as_posix() for p, _ in CASES])
+def test_config_loads_and_starts_with_its_command(path, cls):
+    cfg = load_config(cls, path)
+    first = path.read_text().splitlines()[0]
+    stage = "skeleton_clip" if cls is SkeletonCLIPConfig else "ski_vlm"
+    assert first.startswith("# ") and path.name in first
+    assert f"train {stage.replace('_', '-')}" in first or f"train_{stage}.sh" in first
+    if path.name.startswith("ntu_"):  # the paper's settings
+        assert cfg.train.lr == 2.2e-5 and cfg.model.clip_arch == "ViT-B-16"
+        assert cfg.data.num_classes is not None
+        if cls is SKIVLMConfig:
+            assert cfg.data.num_frames == 16 and cfg.loss.alpha == 10.0

@@ -1,0 +1,154 @@
+import json
+import os
+import shutil
+import signal
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from ski_lvlm.data.skeleton import write_ntu_skeleton
+from ski_lvlm.data.video import write_video
+from ski_lvlm.models.ski_vlm import build_skeleton_clip, build_video_clip, load_video_clip, save_model
+from train import ski_vlm
+from train.ski_vlm import main
+
+BASE = ["raise left hand", "raise right hand", "wave left hand", "clap"]
+NOVEL = ["wave right hand", "kick"]
+
+
+def make_world(root, per_class=3, frames=20, video=False):
+    """A toy world in the real formats: class k moves joint group k (skeleton) and a blob (video)."""
+    rng = np.random.default_rng(0)
+
+    def clip(name, k):
+        t = np.arange(frames) / frames
+        xyz = np.zeros((3, frames, 25, 1), np.float32)
+        xyz[1, :, :, 0] = np.linspace(0, 1.5, 25)[None] + rng.normal(0, 0.01, (frames, 25))
+        xyz[0, :, 4 * k + 2: 4 * k + 6, 0] += 0.3 * np.sin(2 * np.pi * t)[:, None]
+        write_ntu_skeleton(root / "skeletons" / f"{name}.skeleton", xyz)
+        if video:
+            img = np.full((frames, 64, 64, 3), 30, np.uint8)
+            for i in range(frames):
+                y = int(8 + 10 * k + 4 * np.sin(2 * np.pi * i / frames))
+                img[i, y:y + 8, 8 + 8 * k: 20 + 8 * k] = 220
+            write_video(root / "videos" / f"{name}.mp4", img, fps=10)
+        return f"videos/{name}.mp4,skeletons/{name}.skeleton"
+
+    def split(file, names, offset, subjects):
+        rows = ["video_path,skeleton_path,label"]
+        for label, _ in enumerate(names):
+            for s in subjects:
+                rows.append(f"{clip(f'S001C001P{s:03d}R001A{offset + label + 1:03d}', offset + label)},{label}")
+        (root / file).write_text("\n".join(rows) + "\n")
+
+    (root / "skeletons").mkdir(parents=True)
+    for file, names in (("zsl_base_classes.csv", BASE), ("zsl_novel_classes.csv", NOVEL)):
+        (root / file).write_text("id,name\n" + "".join(f"{i},{n}\n" for i, n in enumerate(names)))
+    split("zsl_base_train.csv", BASE, 0, range(1, per_class + 1))
+    split("zsl_base_val.csv", BASE, 0, [50])
+    split("zsl_novel_test.csv", NOVEL, len(BASE), [60, 61])
+    caps = {p.stem: [f"a person does motion {p.stem[-2:]}"] for p in (root / "skeletons").iterdir()}
+    (root / "captions.json").write_text(json.dumps(caps))
+    return root
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    return make_world(tmp_path_factory.mktemp("world"), per_class=2, frames=12, video=True)
+
+
+@pytest.fixture(scope="module")
+def teacher(tmp_path_factory):
+    """An (untrained) phase-1 SkeletonCLIP model folder: enough to exercise the phase-2 plumbing."""
+    folder = tmp_path_factory.mktemp("teacher") / "model"
+    save_model(build_skeleton_clip(encoder="tiny", text_pool="mean"), folder)
+    return folder
+
+
+def _args(world, out, *extra):
+    return ["--config", "train/configs/ski_vlm/tiny_cpu.yaml", f"data.root={world}", f"train.output_dir={out}",
+            "data.num_frames=2", "data.skeleton_frames=12", "train.batch_size=4", "train.eval_batch_size=8",
+            "data.val_csv=null", *extra]
+
+
+def _losses(out):
+    return [r for r in map(json.loads, (out / "metrics.jsonl").read_text().splitlines()) if "loss" in r]
+
+
+def test_collaborative_smoke_run(world, teacher, tmp_path):
+    out = tmp_path / "run"
+    assert main(_args(world, out, f"model.teacher={teacher}", "train.max_steps=2")) == 0
+    rows = _losses(out)
+    assert [r["step"] for r in rows] == [1, 2]
+    assert {"video_text", "skel_text", "distill", "video_caption", "skel_caption", "grad_norm"} <= set(rows[0])
+    results = json.loads((out / "results.json").read_text())
+    assert results["novel"]["num_samples"] == 4
+    video = load_video_clip(out / "model")
+    assert video.config["inference"]["num_frames"] == 2
+    # collaborative: the teacher's weights moved too
+    before, after = load_file(str(teacher / "model.safetensors")), load_file(str(out / "model" / "model.safetensors"))
+    assert any(not torch.equal(before[k], after[f"skeleton.{k}"]) for k in before)
+
+
+def test_frozen_teacher_stays_bit_identical(world, teacher, tmp_path):
+    out = tmp_path / "run"
+    assert main(_args(world, out, f"model.teacher={teacher}", "model.teacher_trainable=false",
+                      "train.max_steps=2", "train.lr=1e-2")) == 0
+    assert {"video_text", "distill"} <= set(_losses(out)[0]) and "skel_text" not in _losses(out)[0]
+    before, after = load_file(str(teacher / "model.safetensors")), load_file(str(out / "model" / "model.safetensors"))
+    for k, v in before.items():  # weights and BatchNorm buffers alike
+        assert torch.equal(v, after[f"skeleton.{k}"]), k
+    video_before = build_video_clip(text_pool="mean")  # same seed -> same init as the run's video branch
+    assert any(not torch.equal(v, after[f"video.{k}"]) for k, v in video_before.state_dict().items()
+               if v.dtype.is_floating_point)
+
+
+def test_vifi_baseline_needs_no_skeleton_files(world, tmp_path):
+    bare = tmp_path / "bare"
+    shutil.copytree(world, bare)
+    shutil.rmtree(bare / "skeletons")
+    out = tmp_path / "run"
+    assert main(["--config", "train/configs/ski_vlm/tiny_cpu_vifi.yaml", f"data.root={bare}", f"train.output_dir={out}",
+                 "data.num_frames=2", "train.batch_size=4", "train.max_steps=1", "data.val_csv=null"]) == 0
+    assert set(_losses(out)[0]) >= {"video_text", "video_caption"} and "distill" not in _losses(out)[0]
+    cfg = json.loads((out / "model" / "model_config.json").read_text())
+    assert cfg["kind"] == "ski_vlm" and cfg["skeleton"] is None
+
+
+def test_alpha_without_teacher_is_a_config_error(world, tmp_path, capsys):
+    assert main(_args(world, tmp_path / "run", "model.teacher=null", "loss.alpha=10")) == 2
+    assert "needs model.teacher" in capsys.readouterr().err
+
+
+def test_wrong_class_count_fails_before_training(world, teacher, tmp_path, capsys):
+    assert main(_args(world, tmp_path / "run", f"model.teacher={teacher}", "data.num_classes=16")) == 2
+    assert "num_classes=16" in capsys.readouterr().err
+
+
+def test_sigterm_mid_epoch_then_resume_matches_uninterrupted(world, teacher, tmp_path, monkeypatch):
+    common = (f"model.teacher={teacher}", "train.epochs=2", "train.batch_size=2", "train.grad_accum=2",
+              "loss.caption_weight=0", "data.novel_csv=null", "data.novel_classes_csv=null")
+    full = tmp_path / "full"
+    assert main(_args(world, full, *common)) == 0
+
+    calls = {"n": 0}
+    original = ski_vlm.SKIVLMLoss.forward
+
+    def kill_on_third(self, *a, **k):
+        calls["n"] += 1
+        if calls["n"] == 3:  # inside optimizer step 2 of epoch 0 (4 micro-batches = 2 steps per epoch)
+            os.kill(os.getpid(), signal.SIGTERM)
+        return original(self, *a, **k)
+
+    part = tmp_path / "part"
+    monkeypatch.setattr(ski_vlm.SKIVLMLoss, "forward", kill_on_third)
+    assert main(_args(world, part, *common)) == ski_vlm.EXIT_INTERRUPTED
+    monkeypatch.setattr(ski_vlm.SKIVLMLoss, "forward", original)
+    assert [r["step"] for r in _losses(part)] == [1, 2]
+    assert main(_args(world, part, *common) + ["--resume"]) == 0
+    a, b = _losses(full), _losses(part)
+    assert [r["step"] for r in a] == [1, 2, 3, 4] == [r["step"] for r in b]
+    assert [r["loss"] for r in a] == [r["loss"] for r in b]
+    assert [r["distill"] for r in a] == [r["distill"] for r in b]
