@@ -12,6 +12,12 @@ def test_tiny_clip_tokens_and_text():
     assert model.encode_text(text).shape == (1, 64)
 
 
+def test_small_preset_keeps_the_video_resolution():
+    model = create_clip("ski-small-ViT")
+    pooled, tokens = frame_features(model.visual, torch.randn(1, 3, 112, 112))
+    assert pooled.shape == (1, 64) and tokens.shape == (1, 49, 96)
+
+
 def test_frame_features_matches_encode_image():
     model = create_clip("ski-tiny-ViT").eval()
     x = torch.randn(2, 3, 64, 64)
