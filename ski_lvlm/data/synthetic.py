@@ -1,7 +1,7 @@
 """The synthetic ADL world: a small, deterministic activities-of-daily-living dataset in real formats.
 
 Nothing can be downloaded on our machines, so every stage of the toolkit trains and evaluates on this
-world first. :func:`generate_world` writes (see ``docs/readme/synthetic.md`` for the layout):
+world first. :func:`generate_world` writes (see the README section "The synthetic ADL world" for the layout):
 
 * NTU ``.skeleton`` text files of 20 everyday actions performed by parametric 3D skeletons
   (:mod:`ski_lvlm.data.motions`) and the cross-subject ``skeletons.npz`` the loaders read;

@@ -1,4 +1,4 @@
-"""SKI-LVLM: video (+ skeleton) LLM around any Hugging Face causal LM. See docs/readme/lvlm.md."""
+"""SKI-LVLM: video (+ skeleton) LLM around any Hugging Face causal LM. See the README section "SKI-LVLM: the video LLM"."""
 
 from ski_lvlm.models.lvlm.configuration import SkiLvlmConfig
 from ski_lvlm.models.lvlm.modeling import SkiLvlmForConditionalGeneration, VideoTower
