@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import random
 import shutil
 import signal
 import threading
@@ -29,11 +28,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
 from ski_lvlm.utils.io import atomic_dir, atomic_write_text
+from ski_lvlm.utils.runtime import rng_state, set_rng_state
 
 __all__ = ["TrainState", "save_checkpoint", "load_checkpoint", "latest_checkpoint", "GracefulStop"]
 
@@ -46,27 +45,6 @@ class TrainState:
     step: int = 0
     batch_in_epoch: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
-
-
-def _rng_state() -> dict[str, Any]:
-    np_state = np.random.get_state()
-    state = {
-        "python": random.getstate(),
-        "numpy": (np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *np_state[2:]),
-        "torch": torch.get_rng_state(),
-    }
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: dict[str, Any]) -> None:
-    random.setstate(tuple(v if not isinstance(v, list) else tuple(v) for v in state["python"]))
-    name, keys, *rest = state["numpy"]
-    np.random.set_state((name, keys.numpy().astype(np.uint32), *rest))
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
 
 
 def save_checkpoint(root: str | Path, *, model: nn.Module, state: TrainState,
@@ -89,7 +67,7 @@ def save_checkpoint(root: str | Path, *, model: nn.Module, state: TrainState,
                "scheduler": scheduler.state_dict() if hasattr(scheduler, "state_dict") else None,
                "scaler": scaler.state_dict() if scaler is not None and hasattr(scaler, "state_dict") else None}
         torch.save(opt, tmp / "optimizer.pt")
-        torch.save(_rng_state(), tmp / "rng.pt")
+        torch.save(rng_state(), tmp / "rng.pt")
         (tmp / "trainer_state.json").write_text(json.dumps(dataclasses.asdict(state), indent=2))
     atomic_write_text(root / "latest", name + "\n")
     old = sorted(p for p in root.glob("step_*") if p.is_dir() and p.name != name)
@@ -133,7 +111,7 @@ def load_checkpoint(path: str | Path, *, model: nn.Module, optimizer: torch.opti
     if scaler is not None and opt.get("scaler") is not None:
         scaler.load_state_dict(opt["scaler"])
     if restore_rng and (path / "rng.pt").is_file():
-        _set_rng_state(torch.load(path / "rng.pt", map_location="cpu", weights_only=True))
+        set_rng_state(torch.load(path / "rng.pt", map_location="cpu", weights_only=True))
     return TrainState(**json.loads((path / "trainer_state.json").read_text()))
 
 

@@ -26,50 +26,20 @@ Everything loads with safetensors or ``torch.load(weights_only=True)``.
 from __future__ import annotations
 
 import json
-import random
 import shutil
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
+from ski_lvlm.training.checkpoint import TrainState, latest_checkpoint
 from ski_lvlm.utils.io import atomic_dir, atomic_write_json, atomic_write_text
+from ski_lvlm.utils.runtime import rng_state, set_rng_state
 
 __all__ = ["TrainState", "trainable_state_dict", "mm_modules_state_dict", "save_resume_checkpoint",
            "load_resume_checkpoint", "latest_resume_checkpoint", "save_final", "load_lvlm", "unwrap_llm"]
-
-try:  # the shared dataclass when it exists, so every recipe reports the same fields
-    from ski_lvlm.training.checkpoint import TrainState
-except ImportError:  # pragma: no cover
-    from dataclasses import dataclass, field
-
-    @dataclass
-    class TrainState:  # type: ignore[no-redef]
-        epoch: int = 0
-        step: int = 0
-        batch_in_epoch: int = 0
-        extra: dict[str, Any] = field(default_factory=dict)
-
-
-def _rng_state() -> dict[str, Any]:
-    kind, keys, pos, has_gauss, gauss = np.random.get_state()
-    state = {"python": random.getstate(), "numpy": (kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, gauss),
-             "torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: dict[str, Any]) -> None:
-    random.setstate(state["python"])
-    kind, keys, pos, has_gauss, gauss = state["numpy"]
-    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
 
 
 def trainable_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -92,16 +62,8 @@ def _step_dir(root: Path, step: int) -> Path:
     return root / f"step_{step:08d}"
 
 
-def latest_resume_checkpoint(root: str | Path) -> Path | None:
-    """The checkpoint ``root/latest`` names (or ``root`` itself when it is one); None when there is none."""
-    root = Path(root)
-    if (root / "trainer_state.json").is_file():
-        return root
-    pointer = root / "latest"
-    if not pointer.is_file():
-        return None
-    path = root / pointer.read_text().strip()
-    return path if (path / "trainer_state.json").is_file() else None
+# Same run-folder convention as the phase-1/2 recipes: root/latest names the newest step_N folder.
+latest_resume_checkpoint = latest_checkpoint
 
 
 def save_resume_checkpoint(root: str | Path, *, model: nn.Module, optimizer: torch.optim.Optimizer | None,
@@ -117,7 +79,7 @@ def save_resume_checkpoint(root: str | Path, *, model: nn.Module, optimizer: tor
     if engine is not None:
         engine.save_checkpoint(str(path / "deepspeed"), tag="state")
         if is_main:
-            torch.save(_rng_state(), path / "rng.pt")
+            torch.save(rng_state(), path / "rng.pt")
             atomic_write_json(path / "trainer_state.json", asdict(state))
     elif is_main:
         with atomic_dir(path, overwrite=True) as tmp:
@@ -125,7 +87,7 @@ def save_resume_checkpoint(root: str | Path, *, model: nn.Module, optimizer: tor
 
             save_file(trainable_state_dict(model), str(tmp / "trainable.safetensors"))
             torch.save({"optimizer": optimizer.state_dict() if optimizer is not None else None}, tmp / "optimizer.pt")
-            torch.save(_rng_state(), tmp / "rng.pt")
+            torch.save(rng_state(), tmp / "rng.pt")
             atomic_write_json(tmp / "trainer_state.json", asdict(state))
     if is_main:
         atomic_write_text(root / "latest", path.name + "\n")
@@ -166,7 +128,7 @@ def load_resume_checkpoint(path: str | Path, *, model: nn.Module, optimizer: tor
         if optimizer is not None and opt.get("optimizer") is not None:
             optimizer.load_state_dict(opt["optimizer"])
     if restore_rng and (path / "rng.pt").is_file():
-        _set_rng_state(torch.load(path / "rng.pt", map_location="cpu", weights_only=True))
+        set_rng_state(torch.load(path / "rng.pt", map_location="cpu", weights_only=True))
     return TrainState(**json.loads((path / "trainer_state.json").read_text()))
 
 
