@@ -4,22 +4,16 @@ import json
 import os
 
 import pytest
-import torch
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 gr = pytest.importorskip("gradio")
 gradio_client = pytest.importorskip("gradio_client")
 
 from demo.app import DemoLogic, _text, build_demo, default_samples, free_port, launch, list_samples  # noqa: E402
-from tests.ski_lvlm.test_export import make_run, make_videos  # noqa: E402
+from tests.tiny_lvlm import make_run, make_videos  # noqa: E402
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

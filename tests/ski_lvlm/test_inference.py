@@ -6,15 +6,10 @@ import pytest
 import torch
 
 from ski_lvlm.inference import Captioner, VideoError, VideoRejected, validate_video
-from tests.ski_lvlm.test_export import make_run, make_videos
+from tests.tiny_lvlm import make_run, make_videos
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

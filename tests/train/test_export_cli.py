@@ -3,18 +3,12 @@
 import json
 
 import pytest
-import torch
 
-from tests.ski_lvlm.test_export import make_run
+from tests.tiny_lvlm import make_run
 from train.export import main
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

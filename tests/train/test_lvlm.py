@@ -44,13 +44,7 @@ def make_world(root: Path, n: int = 8, missing_skeleton: tuple[int, ...] = (), m
     return root / "instructions_train.json"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # tiny models: one thread is ~5x faster than two on a shared 2-core machine (no oversubscription)
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
