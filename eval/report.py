@@ -183,15 +183,15 @@ def section_overview(rep, run: Path, found: dict, zs: dict | None = None,
         s.text(f"World / dataset folder `{w}`.")
     else:
         s.not_run("no world folder (RUN/world or --world)")
-    from eval.zero_shot import KIND_LABEL
+    from eval.zero_shot import kind_label
 
     rows = []
     for n, folder in found["vlm"].items():
         try:
-            kind = json.loads((folder / "model_config.json").read_text()).get("kind")
+            cfg = json.loads((folder / "model_config.json").read_text())
         except (OSError, json.JSONDecodeError):
-            kind = None
-        rows.append([n, KIND_LABEL.get(kind, f"model folder (kind {kind!r})"), f"{n}/model"])
+            cfg = {}
+        rows.append([n, kind_label(cfg), f"{n}/model"])
     for n, d in found["lvlm"].items():
         info = _run_info(d)
         kind = f"SKI-LVLM {info.get('stage', '?')} ({info.get('llm_adapter', '?')}), p_inject {info.get('p_inject', '?')}"
@@ -224,7 +224,7 @@ def section_zero_shot(rep, run: Path, zs: dict | None, why: str | None) -> None:
            "Video models are evaluated from video only; SkeletonCLIP reads skeletons.")
     from eval.zero_shot import KIND_LABEL
 
-    rows = [[label, KIND_LABEL.get(m.get("kind"), m.get("kind", "?")), m.get("input", "?"), fmt_pct(m.get("top1")), fmt_pct(m.get("top5")),
+    rows = [[label, m.get("display") or KIND_LABEL.get(m.get("kind"), m.get("kind", "?")), m.get("input", "?"), fmt_pct(m.get("top1")), fmt_pct(m.get("top5")),
              fmt_pct(m.get("mean_class_acc")), m.get("views", 1)] for label, m in models.items()]
     rows.append(["chance", "-", "-", fmt_pct(zs.get("chance")), fmt_pct(zs.get("chance_top5")), fmt_pct(zs.get("chance")), "-"])
     s.table(["model", "kind", "input at test", "top-1 %", "top-5 %", "mean class acc %", "views"], rows, align="lllrrrr")

@@ -37,6 +37,14 @@ KIND_LABEL = {"skeleton_clip": "SkeletonCLIP (skeleton -> text)", "video_clip": 
               "ski_vlm": "SKI-VLM (video)"}
 
 
+def kind_label(cfg: dict) -> str:
+    """What a model folder holds, for tables: a SKI-VLM folder trained without a teacher is the ViFi-CLIP baseline."""
+    kind = cfg.get("kind")
+    if kind == "ski_vlm" and not cfg.get("skeleton"):
+        kind = "video_clip"
+    return KIND_LABEL.get(kind, f"model folder (kind {kind!r})")
+
+
 def classification_metrics(scores: torch.Tensor, labels: torch.Tensor, class_names: list[str]) -> dict:
     """top-1, top-5, mean per-class accuracy, per-class accuracy and the confusion matrix.
 
@@ -129,7 +137,7 @@ def evaluate_model(path: str | Path, manifest: Path, classes_csv: Path, *, devic
             scores.append(prob.cpu())
             labels.append(batch["label"])
     metrics = classification_metrics(torch.cat(scores), torch.cat(labels), dataset.class_names)
-    display = KIND_LABEL["video_clip"] if kind == "ski_vlm" and not cfg.get("skeleton") else KIND_LABEL[kind]
+    display = kind_label(cfg)
     if teacher:
         display = "SKI-VLM's co-trained SkeletonCLIP teacher (skeleton -> text)"
     metrics.update(kind=kind, display=display, model=str(path), input="skeleton" if kind == "skeleton_clip" else "video",

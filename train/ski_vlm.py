@@ -115,6 +115,11 @@ class ModelConfig:
     """A model folder (VideoCLIP or SKI-VLM) to start the video branch from, e.g. a ViFi-CLIP run."""
     text_pool: Literal["eot", "mean"] = "eot"
     """Video branch text feature: CLIP's end-of-text token or the mean over tokens (composes words)."""
+    frame_input: Literal["rgb", "median_residual"] = "rgb"
+    """What the image tower sees: the frames (``rgb``, pretrained CLIP) or each frame's residual from the
+    clip's per-pixel median (``median_residual``: towers trained from scratch; stops them memorising rooms).
+    Saved with the model, so evaluation and LVLM features apply the same. Ignored with ``video_init``
+    (that model keeps its own)."""
     templates: list[str] = field(default_factory=lambda: ["a video of a person {}."])
     """Prompt templates (class text = mean over templates). The original: ["a photo of a {}."]."""
     teacher: str | None = None
@@ -224,9 +229,13 @@ class SKIVLMConfig:
     train: TrainArgs = field(default_factory=TrainArgs)
 
     def validate(self) -> list[str]:
+        out = []
+        if self.model.frame_input == "median_residual" and self.data.num_frames < 3:
+            out.append(f"data.num_frames: model.frame_input=median_residual needs >= 3 frames per clip "
+                       f"(got {self.data.num_frames})")
         if self.loss.alpha > 0 and self.model.teacher is None:
-            return ["loss.alpha: > 0 needs model.teacher (a SkeletonCLIP folder); use alpha=0 for the ViFi-CLIP baseline"]
-        return []
+            out.append("loss.alpha: > 0 needs model.teacher (a SkeletonCLIP folder); use alpha=0 for the ViFi-CLIP baseline")
+        return out
 
 
 # ------------------------------------------------------------------------------------------------ helpers
@@ -293,7 +302,7 @@ class SKIVLMRecipe:
             video = load_video_clip(folder)
         else:
             video = build_video_clip(clip_arch=m.clip_arch, clip_pretrained=m.clip_pretrained,
-                                     logit_mode=logit_mode, text_pool=m.text_pool)
+                                     logit_mode=logit_mode, text_pool=m.text_pool, frame_input=m.frame_input)
         if m.lock_image_layers is not None:
             video.lock_image_tower(m.lock_image_layers)
         teacher = None

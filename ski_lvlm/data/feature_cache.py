@@ -345,6 +345,8 @@ class VideoFeatureEncoder:
         self._mean = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
         self._std = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
         self._sha = state_dict_sha256(self.visual)
+        # A SKI-VLM/ViFi-CLIP tower trained on median residuals must see them here too (model_config records it).
+        self.frame_input = (self.config.get("model_config") or {}).get("frame_input", "rgb")
 
     def identity(self) -> dict:
         return {**self.config, "weights_sha256": self._sha, "frames": self.frames, "max_frames": self.max_frames,
@@ -380,10 +382,12 @@ class VideoFeatureEncoder:
         All frames of the batch go through the tower together (in chunks of ``chunk`` frames), then are
         split back per video and pooled.
         """
-        from ski_lvlm.models.clip_towers import frame_features
+        from ski_lvlm.models.clip_towers import apply_frame_input, frame_features
         from ski_lvlm.models.pooling import spatio_temporal_pool
         from ski_lvlm.utils.runtime import autocast
 
+        if self.frame_input != "rgb":
+            videos = [apply_frame_input(v, self.frame_input) for v in videos]  # per video: [t_i, 3, S, S]
         flat = torch.cat(videos)  # [sum t, 3, S, S]
         tokens = []
         with autocast(self.device, "bf16" if self.device.type == "cuda" else "fp32"):

@@ -15,7 +15,8 @@ import torch
 from torch import nn
 
 __all__ = [
-    "PROMPT_TEMPLATES", "create_clip", "get_tokenizer", "frame_features", "class_prompts", "clip_image_stats",
+    "PROMPT_TEMPLATES", "FRAME_INPUTS", "create_clip", "get_tokenizer", "frame_features", "class_prompts",
+    "clip_image_stats", "apply_frame_input",
 ]
 
 _CONFIG_DIR = Path(__file__).parent / "model_configs" / "clip"
@@ -23,6 +24,9 @@ _registered = False
 
 # ViFi-CLIP / ActionCLIP-style prompts. The original SKI code used "a photo of a {}." (one prompt).
 PROMPT_TEMPLATES: tuple[str, ...] = ("a video of a person {}.",)
+
+# What the image tower sees of each frame (see apply_frame_input).
+FRAME_INPUTS: tuple[str, ...] = ("rgb", "median_residual")
 
 
 def _register() -> None:
@@ -81,3 +85,27 @@ def frame_features(visual: nn.Module, images: torch.Tensor, layer: int = -2) -> 
 def class_prompts(class_names: list[str], templates: tuple[str, ...] = PROMPT_TEMPLATES) -> list[list[str]]:
     """One list of prompt strings per class; text embeddings are averaged over templates."""
     return [[t.format(name) for t in templates] for name in class_names]
+
+
+def apply_frame_input(video: torch.Tensor, mode: str = "rgb") -> torch.Tensor:
+    """The frames a video model's image tower sees: ``video [..., t, 3, H, W]`` (normalised) -> same shape.
+
+    ``rgb`` passes the frames through (pretrained CLIP towers). ``median_residual`` replaces each frame
+    by ``|frame - per-pixel median over the clip's t frames|``: the static room and the still parts of
+    the body cancel and what moves is left. A randomly initialised tower trained on a few hundred clips
+    otherwise memorises each clip's room and clothes (it fits the training clips and stays at chance on
+    new people); on the residual it has to look at the motion, which is what tells actions apart. The
+    median (not the mean) keeps a limb that passes a pixel in a few frames from bleeding into the
+    background estimate. It needs no skeleton and no extra decoding (only the sampled frames), so the
+    same transform runs at training, evaluation and LVLM feature extraction.
+    """
+    if mode == "rgb":
+        return video
+    if mode != "median_residual":
+        raise ValueError(f"frame_input must be one of {FRAME_INPUTS}, got {mode!r}")
+    if video.dim() < 4 or video.shape[-4] < 3:
+        raise ValueError(f"frame_input='median_residual' needs clips of >= 3 frames [..., t, 3, H, W], "
+                         f"got shape {tuple(video.shape)}")
+    # contiguous(): torch 2.x's median over an expanded (stride-0) time axis returns wrong values
+    background = video.contiguous().median(dim=-4, keepdim=True).values  # [..., 1, 3, H, W]
+    return (video - background).abs()

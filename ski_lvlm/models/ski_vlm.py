@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ski_lvlm.models.clip_towers import create_clip, frame_features
+from ski_lvlm.models.clip_towers import FRAME_INPUTS, apply_frame_input, create_clip, frame_features
 from ski_lvlm.models.skeleton_encoder import SkeletonEncoder, skeleton_encoder_config
 
 __all__ = [
@@ -147,19 +147,28 @@ class SkeletonCLIP(nn.Module):
 
 
 class VideoCLIP(nn.Module):
-    """ViFi-CLIP: frame-wise CLIP image tower, temporal mean of the frame embeddings, CLIP text tower."""
+    """ViFi-CLIP: frame-wise CLIP image tower, temporal mean of the frame embeddings, CLIP text tower.
+
+    ``frame_input`` is what the image tower sees of each frame: the frames (``rgb``, for pretrained
+    towers) or their residual from the clip's per-pixel median (``median_residual``, for small towers
+    trained from scratch; see :func:`ski_lvlm.models.clip_towers.apply_frame_input`). It belongs to the
+    model, so every consumer (training, zero-shot evaluation, LVLM features) applies the same one.
+    """
 
     def __init__(self, clip: nn.Module, *, logit_mode: str = "clip", logit_scale_init: float = 100.0,
-                 text_pool: str = "eot"):
+                 text_pool: str = "eot", frame_input: str = "rgb"):
         super().__init__()
         clip.logit_scale.requires_grad_(False)
-        self.clip, self.text_pool = clip, text_pool
+        if frame_input not in FRAME_INPUTS:
+            raise ValueError(f"frame_input must be one of {FRAME_INPUTS}, got {frame_input!r}")
+        self.clip, self.text_pool, self.frame_input = clip, text_pool, frame_input
         # logit_mode="none" reproduces the original: cosine similarity without a temperature
         self.head = _LogitHead(logit_mode, logit_scale_init, normalize_unscaled=True)
 
     def encode_video(self, video: torch.Tensor, normalize: bool = False) -> torch.Tensor:
         """``video [b, t, 3, H, W]`` (CLIP-normalised) -> ``[b, d]`` = mean over frames of the frame embeddings."""
         b, t = video.shape[:2]
+        video = apply_frame_input(video, self.frame_input)  # [b, t, 3, H, W]
         frames = self.clip.encode_image(video.flatten(0, 1))  # [b*t, d]
         emb = frames.reshape(b, t, -1).mean(1)  # [b, d]
         return F.normalize(emb, dim=-1) if normalize else emb
@@ -171,6 +180,7 @@ class VideoCLIP(nn.Module):
         them with :func:`ski_lvlm.models.pooling.spatio_temporal_pool`).
         """
         b, t = video.shape[:2]
+        video = apply_frame_input(video, self.frame_input)  # [b, t, 3, H, W]
         pooled, tokens = frame_features(self.clip.visual, video.flatten(0, 1), layer=layer)
         return pooled.reshape(b, t, -1), tokens.reshape(b, t, *tokens.shape[1:])
 
@@ -285,9 +295,11 @@ def build_skeleton_clip(*, encoder: str | dict = "tiny", clip_arch: str = "ski-t
 
 
 def build_video_clip(*, clip_arch: str = "ski-tiny-ViT", clip_pretrained: str | None = None,
-                     logit_mode: str = "clip", text_pool: str = "eot") -> VideoCLIP:
-    model = VideoCLIP(create_clip(clip_arch, clip_pretrained), logit_mode=logit_mode, text_pool=text_pool)
-    model.config = {"kind": "video_clip", "clip_arch": clip_arch, "logit_mode": logit_mode, "text_pool": text_pool}
+                     logit_mode: str = "clip", text_pool: str = "eot", frame_input: str = "rgb") -> VideoCLIP:
+    model = VideoCLIP(create_clip(clip_arch, clip_pretrained), logit_mode=logit_mode, text_pool=text_pool,
+                      frame_input=frame_input)
+    model.config = {"kind": "video_clip", "clip_arch": clip_arch, "logit_mode": logit_mode, "text_pool": text_pool,
+                    "frame_input": frame_input}
     return model
 
 
@@ -315,7 +327,8 @@ def _build_from_config(cfg: dict[str, Any]) -> nn.Module:
         return build_skeleton_clip(encoder=cfg["encoder"], clip_arch=cfg["clip_arch"], logit_mode=cfg["logit_mode"],
                                    text_pool=cfg["text_pool"])
     if kind == "video_clip":
-        return build_video_clip(clip_arch=cfg["clip_arch"], logit_mode=cfg["logit_mode"], text_pool=cfg["text_pool"])
+        return build_video_clip(clip_arch=cfg["clip_arch"], logit_mode=cfg["logit_mode"], text_pool=cfg["text_pool"],
+                                frame_input=cfg.get("frame_input", "rgb"))  # folders from before frame_input: rgb
     if kind == "ski_vlm":
         skel = _from_config(cfg["skeleton"]) if cfg.get("skeleton") else None
         return build_ski_vlm(_from_config(cfg["video"]), skel, teacher_trainable=cfg.get("teacher_trainable", True))

@@ -75,3 +75,12 @@ def test_bad_arguments(setup, tmp_path, capsys):
     assert "not a model folder" in capsys.readouterr().err
     assert main(["--world", str(world), "--out", str(tmp_path / "x"), "--model", f"a={root / 'vifi'}#teacher"]) == 2
     assert "has a teacher" in capsys.readouterr().err
+
+
+def test_kind_label_names_a_teacherless_ski_vlm_folder_vifi_clip():
+    from eval.zero_shot import kind_label
+
+    assert kind_label({"kind": "ski_vlm", "skeleton": None}) == "ViFi-CLIP (video)"
+    assert kind_label({"kind": "ski_vlm", "skeleton": {"kind": "skeleton_clip"}}) == "SKI-VLM (video)"
+    assert kind_label({"kind": "skeleton_clip"}) == "SkeletonCLIP (skeleton -> text)"
+    assert kind_label({}) == "model folder (kind None)"

@@ -29,7 +29,7 @@ def teacher(tmp_path_factory):
 
 def _args(world, out, *extra):
     return ["--config", "train/configs/ski_vlm/tiny_cpu.yaml", f"data.root={world}", f"train.output_dir={out}",
-            "data.num_frames=2", "data.skeleton_frames=12", "train.batch_size=4", "train.eval_batch_size=8",
+            "data.num_frames=3", "data.skeleton_frames=12", "train.batch_size=4", "train.eval_batch_size=8",
             "data.val_csv=null", *extra]
 
 
@@ -39,14 +39,14 @@ def _losses(out):
 
 def test_collaborative_smoke_run(world, teacher, tmp_path):
     out = tmp_path / "run"
-    assert main(_args(world, out, f"model.teacher={teacher}", "train.max_steps=2")) == 0
+    assert main(_args(world, out, f"model.teacher={teacher}", "train.max_steps=2", "loss.caption_weight=1")) == 0
     rows = _losses(out)
     assert [r["step"] for r in rows] == [1, 2]
     assert {"video_text", "skel_text", "distill", "video_caption", "skel_caption", "grad_norm"} <= set(rows[0])
     results = json.loads((out / "results.json").read_text())
     assert results["novel"]["num_samples"] == 4
     video = load_video_clip(out / "model")
-    assert video.config["inference"]["num_frames"] == 2
+    assert video.config["inference"]["num_frames"] == 3 and video.frame_input == "median_residual"
     # collaborative: the teacher's weights moved too
     before, after = load_file(str(teacher / "model.safetensors")), load_file(str(out / "model" / "model.safetensors"))
     assert any(not torch.equal(before[k], after[f"skeleton.{k}"]) for k in before)
@@ -71,15 +71,17 @@ def test_vifi_baseline_needs_no_skeleton_files(world, tmp_path):
     shutil.rmtree(bare / "skeletons")
     out = tmp_path / "run"
     assert main(["--config", "train/configs/ski_vlm/tiny_cpu_vifi.yaml", f"data.root={bare}", f"train.output_dir={out}",
-                 "data.num_frames=2", "train.batch_size=4", "train.max_steps=1", "data.val_csv=null"]) == 0
+                 "data.num_frames=3", "train.batch_size=4", "train.max_steps=1", "data.val_csv=null",
+                 "loss.caption_weight=1"]) == 0
     assert set(_losses(out)[0]) >= {"video_text", "video_caption"} and "distill" not in _losses(out)[0]
     cfg = json.loads((out / "model" / "model_config.json").read_text())
     assert cfg["kind"] == "ski_vlm" and cfg["skeleton"] is None
 
 
 def test_alpha_without_teacher_is_a_config_error(world, tmp_path, capsys):
-    assert main(_args(world, tmp_path / "run", "model.teacher=null", "loss.alpha=10")) == 2
-    assert "needs model.teacher" in capsys.readouterr().err
+    assert main(_args(world, tmp_path / "run", "model.teacher=null", "loss.alpha=10", "data.num_frames=2")) == 2
+    err = capsys.readouterr().err  # both problems reported at once
+    assert "needs model.teacher" in err and "median_residual needs >= 3 frames" in err
 
 
 def test_wrong_class_count_fails_before_training(world, teacher, tmp_path, capsys):

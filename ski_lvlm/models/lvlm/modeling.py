@@ -49,6 +49,8 @@ class VideoTower(nn.Module):
 
         self.spec = dict(spec)
         self.layer = int(spec.get("layer", -2))
+        # what the tower was trained to see (a SKI-VLM folder's model_config says; see apply_frame_input)
+        self.frame_input = (spec.get("model_config") or {}).get("frame_input", "rgb")
         self.max_frames = max_frames
         # open_clip moves the new model to a device, which fails under from_pretrained's meta-device
         # init; build it on the CPU (the checkpoint then overwrites the weights; the non-persistent
@@ -111,7 +113,10 @@ class VideoTower(nn.Module):
                               antialias=True)
         x = (x - self.mean) / self.std
         dtype = next(self.visual.parameters()).dtype
-        from ski_lvlm.models.clip_towers import frame_features
+        from ski_lvlm.models.clip_towers import apply_frame_input, frame_features
+
+        if self.frame_input != "rgb":
+            x = apply_frame_input(x.view(b, t, *x.shape[1:]), self.frame_input).flatten(0, 1)  # [b*t, 3, S, S]
         from ski_lvlm.models.pooling import spatio_temporal_pool
 
         _, tokens = frame_features(self.visual, x.to(dtype), layer=self.layer)  # [b*t, n_patch, d_v]

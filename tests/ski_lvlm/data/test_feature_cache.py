@@ -235,3 +235,30 @@ def test_missing_skeleton_file_means_video_only_but_corrupt_one_is_bad(clips, ti
     bad = FeatureItem("c4", items[4].video, str(broken))
     summary = extract_features([bad], tmp_path / "b", tiny_video, skel, skip_bad=True, progress=False)
     assert [b["id"] for b in summary["bad"]] == ["c4"] and summary["bad"][0]["path"].endswith("broken.skeleton")
+
+
+def test_median_residual_tower_is_applied_by_the_cache_and_the_lvlm_tower(tmp_path, clips):
+    """A video model trained on median residuals gives the same features through the feature cache
+    and the LVLM's online tower, and both differ from feeding it plain frames."""
+    from ski_lvlm.models.clip_towers import apply_frame_input, frame_features
+    from ski_lvlm.models.lvlm.modeling import VideoTower
+    from ski_lvlm.models.pooling import spatio_temporal_pool
+    from ski_lvlm.models.ski_vlm import build_ski_vlm, build_video_clip, save_model
+
+    _, items = clips
+    model = build_ski_vlm(build_video_clip(clip_arch="ski-tiny-ViT", frame_input="median_residual"), None)
+    save_model(model, tmp_path / "m")
+    enc = load_video_encoder(f"ski_vlm:{tmp_path / 'm'}", frames=4, max_frames=4)
+    assert enc.frame_input == "median_residual"
+    x = enc.load(items[0].video)  # [4, 3, S, S]
+    got = enc.encode([x])[0]
+    with torch.no_grad():
+        want = spatio_temporal_pool(frame_features(model.video.clip.visual, apply_frame_input(x[None], "median_residual")[0])[1], 4)
+        plain = spatio_temporal_pool(frame_features(model.video.clip.visual, x)[1], 4)
+    torch.testing.assert_close(got, want)
+    assert (got - plain).abs().max() > 1e-3
+    tower = VideoTower({**enc.config, "layer": enc.layer}, max_frames=4)
+    tower.visual.load_state_dict(model.video.clip.visual.state_dict())
+    assert tower.frame_input == "median_residual"
+    mean, std = tower.mean, tower.std
+    torch.testing.assert_close(tower((x * std + mean)[None])[0], got, atol=1e-4, rtol=1e-4)

@@ -32,3 +32,25 @@ def test_spatio_temporal_pool_values():
     torch.testing.assert_close(out[:, :3], tok.mean(2))
     assert out[:, 3:6].abs().sum() == 0
     torch.testing.assert_close(out[:, 6:], tok.mean(1))
+
+
+def test_median_residual_removes_the_static_scene_and_keeps_what_moves():
+    import pytest
+
+    from ski_lvlm.models.clip_towers import apply_frame_input
+
+    video = torch.full((2, 5, 3, 4, 4), 0.3)  # [b, t, 3, H, W]: a static room...
+    video[0, 2, :, 1, 1] = 1.3  # ...where one pixel lights up in one frame of clip 0
+    out = apply_frame_input(video, "median_residual")
+    assert out.shape == video.shape
+    expected = torch.zeros_like(video)
+    expected[0, 2, :, 1, 1] = 1.0
+    torch.testing.assert_close(out, expected)
+    assert apply_frame_input(video, "rgb") is video
+    # the median is per clip: a second clip with another room gives zeros too, whatever clip 0 does
+    video[1] = -2.0
+    assert apply_frame_input(video, "median_residual")[1].abs().max() == 0
+    with pytest.raises(ValueError, match=">= 3 frames"):
+        apply_frame_input(video[:, :2], "median_residual")
+    with pytest.raises(ValueError, match="frame_input must be one of"):
+        apply_frame_input(video, "flow")

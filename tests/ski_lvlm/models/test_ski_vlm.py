@@ -120,3 +120,25 @@ def test_save_load_roundtrip_and_branch_extraction(tmp_path, tokens):
     (tmp_path / "v" / "model_config.json").write_text((tmp_path / "m" / "model_config.json").read_text())
     with pytest.raises(ValueError, match="do not match"):
         load_model(tmp_path / "v")
+
+
+def test_median_residual_model_sees_residuals_everywhere_and_round_trips(tmp_path, tokens):
+    from ski_lvlm.models.clip_towers import apply_frame_input
+
+    model = build_video_clip(frame_input="median_residual").eval()
+    video = _inputs()[0]
+    residual = apply_frame_input(video, "median_residual")
+    frames = model.clip.encode_image(residual.flatten(0, 1)).reshape(2, 3, -1)
+    torch.testing.assert_close(model.encode_video(video), frames.mean(1))
+    # a static clip (the same frame 3 times) has nothing moving: every video gives the same embedding
+    still = video[:, :1].expand(-1, 3, -1, -1, -1)
+    emb = model.encode_video(still)
+    torch.testing.assert_close(emb[0], emb[1])
+    pooled, _ = model.video_tokens(video)
+    torch.testing.assert_close(pooled, frames)
+    save_model(build_ski_vlm(model, None), tmp_path / "m")
+    again = load_video_clip(tmp_path / "m")
+    assert again.frame_input == "median_residual" and again.config["frame_input"] == "median_residual"
+    torch.testing.assert_close(again.encode_video(video), model.encode_video(video))
+    with pytest.raises(ValueError, match="frame_input must be one of"):
+        build_video_clip(frame_input="diff")
