@@ -3,7 +3,7 @@
 #   data -> SkeletonCLIP -> ViFi-CLIP baseline + SKI-VLM -> zero-shot table -> SKI-LVLM align + LoRA instruct
 #   (DeepSpeed ZeRO-2 on CPU; with and without skeleton injection) -> caption/QA eval + report -> export
 #
-#   scripts/quickstart.sh                  # results under runs/quickstart (about 15-20 min on 2 CPU cores)
+#   scripts/quickstart.sh                  # results under runs/quickstart (about 5 min on 2 idle CPU cores)
 #   OUT=/tmp/qs SEED=1 scripts/quickstart.sh   # SEED picks the synthetic world; training seeds are in the YAMLs
 #
 # Creates .venv if missing and installs the pinned requirements first (see scripts/_env.sh).
