@@ -386,8 +386,7 @@ class VideoFeatureEncoder:
         from ski_lvlm.models.pooling import spatio_temporal_pool
         from ski_lvlm.utils.runtime import autocast
 
-        if self.frame_input != "rgb":
-            videos = [apply_frame_input(v, self.frame_input) for v in videos]  # per video: [t_i, 3, S, S]
+        videos = [apply_frame_input(v, self.frame_input) for v in videos]  # per video (its own median): [t_i, 3, S, S]
         flat = torch.cat(videos)  # [sum t, 3, S, S]
         tokens = []
         with autocast(self.device, "bf16" if self.device.type == "cuda" else "fp32"):

@@ -114,11 +114,9 @@ class VideoTower(nn.Module):
         x = (x - self.mean) / self.std
         dtype = next(self.visual.parameters()).dtype
         from ski_lvlm.models.clip_towers import apply_frame_input, frame_features
-
-        if self.frame_input != "rgb":
-            x = apply_frame_input(x.view(b, t, *x.shape[1:]), self.frame_input).flatten(0, 1)  # [b*t, 3, S, S]
         from ski_lvlm.models.pooling import spatio_temporal_pool
 
+        x = apply_frame_input(x.view(b, t, *x.shape[1:]), self.frame_input).flatten(0, 1)  # [b*t, 3, S, S]
         _, tokens = frame_features(self.visual, x.to(dtype), layer=self.layer)  # [b*t, n_patch, d_v]
         tokens = tokens.view(b, t, *tokens.shape[1:])  # [b, t, n_patch, d_v]
         return spatio_temporal_pool(tokens, self.max_frames)  # [b, n_v, d_v]
