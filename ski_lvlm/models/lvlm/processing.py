@@ -92,7 +92,8 @@ class SkiLvlmProcessor:
 
     Args:
         tokenizer: the backbone's tokenizer; ``<video>`` / ``<skeleton>`` are added as special tokens
-            when missing (they may lie beyond the backbone's vocabulary; the model never embeds them).
+            when missing (``create_lvlm`` grows the backbone's embeddings to match; their rows are
+            overwritten by the projected features).
         chat_template: ``auto`` | ``vicuna_v1_1`` | ``tokenizer``.
         num_video_tokens: placeholders per video (must equal the model's ``num_video_tokens``).
         num_skeleton_tokens: placeholders per skeleton sequence.
@@ -237,7 +238,9 @@ class SkiLvlmProcessor:
             if not (after.startswith(before) and full.startswith(after)):
                 raise LabelError(f"the tokenizer's chat template is not prefix-stable at turn {i} (it rewrites "
                                  "earlier turns), so assistant spans cannot be located exactly")
-            spans.append((len(before), len(after)))
+            # Trained: the answer and its end token. What the template puts after the end token (ChatML's
+            # "\n") is never generated (decoding stops at the end token), so it is not trained either.
+            spans.append((len(before), max(len(before), len(after.rstrip()))))
         return full, spans, False
 
     # ------------------------------------------------------------------ tokenising
