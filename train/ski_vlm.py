@@ -47,9 +47,9 @@ from tqdm import tqdm
 from ski_lvlm.config import load_config, save_config, to_dict
 from ski_lvlm.data.action_dataset import ActionDataset, epoch_order
 from ski_lvlm.losses import CaptionContrastiveLoss, SKIVLMLoss, total_loss
-from ski_lvlm.models.clip_towers import clip_image_stats, get_tokenizer
+from ski_lvlm.models.clip_towers import clip_image_stats
 from ski_lvlm.models.ski_vlm import (
-    build_ski_vlm, build_video_clip, load_skeleton_clip, save_model, tokenize_classes,
+    build_ski_vlm, build_video_clip, load_skeleton_clip, save_model, text_tokenizer, tokenize_classes,
 )
 from ski_lvlm.training.checkpoint import GracefulStop, TrainState, latest_checkpoint, load_checkpoint, save_checkpoint
 from ski_lvlm.training.schedule import set_lr, warmup_cosine
@@ -93,6 +93,13 @@ class DataConfig:
     """Subtract the first frame's spine-middle joint (what the NTU npz preprocessing does)."""
     num_workers: int = 0
     """DataLoader worker processes (video decoding runs there)."""
+    cache_frames: bool = False
+    """Keep each training clip's decoded frames in memory after the first epoch (same frames, no decoding
+    every epoch; about half the wall time of the tiny CPU runs). For short clips: a clip holds all its frames."""
+    mirror: bool = False
+    """Training augmentation: flip half the clips left-right and relabel the sided classes ("wave left hand"
+    <-> "wave right hand"; clips of a sided class without a counterpart are never flipped). The skeleton
+    and the caption are mirrored with the video."""
 
     def validate(self) -> list[str]:
         out = []
@@ -113,11 +120,22 @@ class ModelConfig:
     """open_clip tag (``openai``) or local checkpoint file for the video branch; None = random init."""
     video_init: str | None = None
     """A model folder (VideoCLIP or SKI-VLM) to start the video branch from, e.g. a ViFi-CLIP run."""
+    text_encoder: str = "clip"
+    """Video branch text tower: ``clip`` (``clip_arch``'s own) or a pretrained Hugging Face sentence encoder,
+    mean-pooled, then a new linear projection: ``minilm-l6`` or a local BERT-style folder. The teacher
+    keeps the text tower (and tokenizer) of its own folder; the distillation compares the two branches'
+    class similarities, not their embeddings, so the two towers need not be the same. Ignored with
+    ``video_init`` (that model keeps its own)."""
+    text_unlocked_layers: int = 1
+    """Hugging Face text towers only: how many of the last transformer blocks train with the new projection
+    (0: frozen body; see ``clip_towers.lock_text_body``)."""
     text_pool: Literal["eot", "mean"] = "eot"
-    """Video branch text feature: CLIP's end-of-text token or the mean over tokens (composes words)."""
-    frame_input: Literal["rgb", "median_residual"] = "rgb"
+    """Video branch CLIP text feature: the end-of-text token or the mean over tokens (composes words).
+    Hugging Face text towers always mean-pool."""
+    frame_input: Literal["rgb", "median_residual", "motion_crop"] = "rgb"
     """What the image tower sees: the frames (``rgb``, pretrained CLIP) or each frame's residual from the
-    clip's per-pixel median (``median_residual``: towers trained from scratch; stops them memorising rooms).
+    clip's per-pixel median (``median_residual``: towers trained from scratch; stops them memorising rooms),
+    or that residual cropped to a square around the motion (``motion_crop``: the person fills the input).
     Saved with the model, so evaluation and LVLM features apply the same. Ignored with ``video_init``
     (that model keeps its own)."""
     templates: list[str] = field(default_factory=lambda: ["a video of a person {}."])
@@ -133,6 +151,8 @@ class ModelConfig:
         out = [f"templates: {t!r} has no {{}} slot" for t in self.templates if "{}" not in t]
         if not self.templates:
             out.append("templates: give at least one")
+        if self.text_unlocked_layers < 0:
+            out.append("text_unlocked_layers: must be >= 0")
         return out
 
 
@@ -230,8 +250,8 @@ class SKIVLMConfig:
 
     def validate(self) -> list[str]:
         out = []
-        if self.model.frame_input == "median_residual" and self.data.num_frames < 3:
-            out.append(f"data.num_frames: model.frame_input=median_residual needs >= 3 frames per clip "
+        if self.model.frame_input != "rgb" and self.data.num_frames < 3:
+            out.append(f"data.num_frames: model.frame_input={self.model.frame_input} needs >= 3 frames per clip "
                        f"(got {self.data.num_frames})")
         if self.loss.alpha > 0 and self.model.teacher is None:
             out.append("loss.alpha: > 0 needs model.teacher (a SkeletonCLIP folder); use alpha=0 for the ViFi-CLIP baseline")
@@ -302,7 +322,8 @@ class SKIVLMRecipe:
             video = load_video_clip(folder)
         else:
             video = build_video_clip(clip_arch=m.clip_arch, clip_pretrained=m.clip_pretrained,
-                                     logit_mode=logit_mode, text_pool=m.text_pool, frame_input=m.frame_input)
+                                     logit_mode=logit_mode, text_pool=m.text_pool, frame_input=m.frame_input,
+                                     text_encoder=m.text_encoder, text_unlocked_layers=m.text_unlocked_layers)
         if m.lock_image_layers is not None:
             video.lock_image_tower(m.lock_image_layers)
         teacher = None
@@ -333,7 +354,8 @@ class SKIVLMRecipe:
         self.train_set = ActionDataset(_path(d.root, d.train_csv), _path(d.root, d.classes_csv), num_classes=d.num_classes,
                                        with_video=True, with_skeleton=teacher is not None, sampling=d.train_sampling,
                                        skeleton_frames=d.skeleton_frames, skeleton_mode=d.skeleton_mode, center=d.center,
-                                       captions=captions, seed=t.seed, **video_kw)
+                                       captions=captions, seed=t.seed, mirror=d.mirror,
+                                       cache_frames=d.cache_frames, **video_kw)
         # evaluation is video only: the skeleton column is never read
         self.val_set = ActionDataset(_path(d.root, d.val_csv), _path(d.root, d.classes_csv), with_skeleton=False,
                                      **video_kw) if d.val_csv else None
@@ -344,9 +366,10 @@ class SKIVLMRecipe:
                 ds.check()  # bad joint counts, undecodable videos: fail now, not mid-epoch
 
         self.templates = tuple(cfg.model.templates)
-        self.tokenizer = get_tokenizer(model.video.config["clip_arch"])
+        # each branch tokenizes with its own text tower's tokenizer (CLIP BPE or the HF model's)
+        self.tokenizer = text_tokenizer(model.video.config)
         self.base_tokens = tokenize_classes(self.tokenizer, self.train_set.class_names, self.templates)
-        self.teacher_tokenizer = get_tokenizer(teacher.config["clip_arch"]) if teacher is not None else None
+        self.teacher_tokenizer = text_tokenizer(teacher.config) if teacher is not None else None
         self.teacher_tokens = tokenize_classes(self.teacher_tokenizer, self.train_set.class_names, self.templates) \
             if teacher is not None else None
         self.loss_fn = SKIVLMLoss(cfg.loss.alpha, cfg.loss.distill_on, cfg.loss.label_smoothing)

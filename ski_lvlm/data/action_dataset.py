@@ -18,6 +18,7 @@ same data as an uninterrupted one; :func:`epoch_order` gives the matching determ
 from __future__ import annotations
 
 import csv
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,9 +30,50 @@ from torch.utils.data import Dataset
 from ski_lvlm.utils.errors import UserError
 
 __all__ = ["Sample", "ActionDataset", "read_class_csv", "read_manifest", "epoch_order", "load_skeleton_array",
-           "fit_skeleton"]
+           "fit_skeleton", "mirror_class_map", "mirror_skeleton", "mirror_text"]
 
 NUM_JOINTS = 25
+# NTU joint order (0-based): each left joint and its right counterpart (arm 4-7/8-11, leg 12-15/16-19,
+# hand tip and thumb 21-22/23-24); the spine, neck and head (0-3, 20) map to themselves.
+_MIRROR_JOINTS = list(range(NUM_JOINTS))
+for _l, _r in [(4, 8), (5, 9), (6, 10), (7, 11), (12, 16), (13, 17), (14, 18), (15, 19), (21, 23), (22, 24)]:
+    _MIRROR_JOINTS[_l], _MIRROR_JOINTS[_r] = _r, _l
+_SIDES = {"left": "right", "right": "left"}
+
+
+def mirror_text(text: str) -> str:
+    """Swap the words left and right (what a horizontally mirrored clip shows), keeping capitals."""
+    def swap(m: re.Match) -> str:
+        word = _SIDES[m.group(0).lower()]
+        return word.capitalize() if m.group(0)[0].isupper() else word
+
+    return re.sub(r"\b(?:[Ll]eft|[Rr]ight)\b", swap, text)
+
+
+def mirror_class_map(class_names: list[str]) -> dict[int, int]:
+    """Label of each class's mirror image, for the classes a mirrored clip still belongs to.
+
+    A class without a side word maps to itself (clap, jump, drink water); a sided class maps to its
+    counterpart when the class list has it ("wave left hand" <-> "wave right hand"). A sided class
+    without a counterpart ("point with right hand") is left out: its mirror image belongs to no class,
+    so such clips are never mirrored.
+    """
+    index = {name: i for i, name in enumerate(class_names)}
+    out = {}
+    for i, name in enumerate(class_names):
+        words = name.split()
+        if not any(w in _SIDES for w in words):
+            out[i] = i
+        elif (j := index.get(" ".join(_SIDES.get(w, w) for w in words))) is not None:
+            out[i] = j
+    return out
+
+
+def mirror_skeleton(x: np.ndarray) -> np.ndarray:
+    """Mirror a ``[3, T, 25, M]`` skeleton left-right: negate x and swap the left and right joints."""
+    x = x[:, :, _MIRROR_JOINTS].copy()
+    x[0] = -x[0]
+    return x
 
 
 @dataclass(frozen=True)
@@ -199,6 +241,14 @@ class ActionDataset(Dataset):
         skeleton_frames, skeleton_mode, center: see :func:`fit_skeleton`.
         captions: ``{sample name: [caption, ...]}``; when given, each item carries one ``caption``.
         seed: base seed for per-item randomness (with :meth:`set_epoch`).
+        cache_frames: keep every clip's decoded frames (all of them, at ``image_size``) in memory after
+            the first epoch and draw each epoch's frames from there: the same frames the decoder would
+            return (same indices, same resize), without decoding every clip again each epoch. Short clips
+            only (the synthetic world's are 1-2 s); a long video would hold all its frames.
+        mirror: training augmentation: with probability 0.5 an item whose label is in
+            :func:`mirror_class_map` is flipped left-right (video, skeleton, caption) and relabelled. The
+            world's sided classes are exact mirror images, so this doubles what a small training set
+            shows about left versus right.
     """
 
     def __init__(self, manifest: str | Path, classes_csv: str | Path, *, num_classes: int | None = None,
@@ -207,7 +257,8 @@ class ActionDataset(Dataset):
                  std: tuple[float, ...] = (0.26862954, 0.26130258, 0.27577711),
                  sampling: str = "segment_middle", num_views: int = 1, skeleton_frames: int = 300,
                  skeleton_mode: str = "pad", center: bool = True, max_persons: int = 2,
-                 captions: dict[str, list[str]] | None = None, seed: int = 0, video_backend: str | None = None):
+                 captions: dict[str, list[str]] | None = None, seed: int = 0, video_backend: str | None = None,
+                 mirror: bool = False, cache_frames: bool = False):
         if not (with_video or with_skeleton):
             raise ValueError("ActionDataset needs video, skeleton or both")
         self.manifest = Path(manifest)
@@ -220,6 +271,9 @@ class ActionDataset(Dataset):
         self.skeleton_frames, self.skeleton_mode, self.center = skeleton_frames, skeleton_mode, center
         self.max_persons, self.captions, self.seed = max_persons, captions, seed
         self.video_backend = video_backend
+        self.mirror = mirror_class_map(self.class_names) if mirror else {}
+        self.cache_frames = cache_frames
+        self._frames: dict[Path, np.ndarray] = {}  # path -> uint8 [T, H, W, 3], every frame (cache_frames)
         self.epoch = 0
 
     def __len__(self) -> int:
@@ -239,17 +293,28 @@ class ActionDataset(Dataset):
         for i in picks:
             self[i]
 
-    def _video(self, path: Path, rng: np.random.Generator) -> torch.Tensor:
-        from ski_lvlm.data.video import VideoDecodeError, read_frames
+    def _read(self, path: Path, sampling: str, rng: np.random.Generator) -> np.ndarray:
+        """``num_frames`` frames ``[t, H, W, 3]`` uint8 (short side = image_size), decoded or from the cache."""
+        from ski_lvlm.data.video import VideoDecodeError, probe_video, read_frames, sample_indices
 
+        try:
+            if not self.cache_frames:
+                return read_frames(path, self.num_frames, sampling, size=self.image_size, rng=rng,
+                                   backend=self.video_backend)
+            if path not in self._frames:
+                total = probe_video(path).num_frames
+                self._frames[path] = read_frames(path, total, "uniform", size=self.image_size,
+                                                 backend=self.video_backend)  # every frame, in order
+            clip = self._frames[path]
+            return clip[sample_indices(len(clip), self.num_frames, sampling, rng)]
+        except VideoDecodeError as e:
+            raise UserError(str(e)) from None
+
+    def _video(self, path: Path, rng: np.random.Generator) -> torch.Tensor:
         views = []
         for v in range(self.num_views):
             sampling = self.sampling if v == 0 else "random_segment"
-            try:
-                frames = read_frames(path, self.num_frames, sampling, size=self.image_size, rng=rng,
-                                     backend=self.video_backend)  # [t, H, W, 3] uint8, short side = image_size
-            except VideoDecodeError as e:
-                raise UserError(str(e)) from None
+            frames = self._read(path, sampling, rng)  # [t, H, W, 3] uint8, short side = image_size
             h, w = frames.shape[1:3]
             top, left = (h - self.image_size) // 2, (w - self.image_size) // 2
             frames = frames[:, top:top + self.image_size, left:left + self.image_size]
@@ -269,4 +334,13 @@ class ActionDataset(Dataset):
         if self.captions is not None:
             options = self.captions.get(s.name) or [self.class_names[s.label]]
             item["caption"] = options[int(rng.integers(len(options)))]
+        # drawn last so turning mirroring on leaves every other random choice of the item unchanged
+        if self.mirror and s.label in self.mirror and rng.random() < 0.5:
+            item["label"] = self.mirror[s.label]
+            if "video" in item:
+                item["video"] = item["video"].flip(-1)  # [..., t, 3, H, W]: mirror the width axis
+            if "skeleton" in item:
+                item["skeleton"] = torch.from_numpy(mirror_skeleton(item["skeleton"].numpy()))
+            if "caption" in item:
+                item["caption"] = mirror_text(item["caption"])
         return item

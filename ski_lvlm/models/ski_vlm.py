@@ -1,6 +1,6 @@
 """SkeletonCLIP, VideoCLIP (ViFi-CLIP) and SKI-VLM: the phase-1 and phase-2 models.
 
-* :class:`SkeletonCLIP` (phase 1): skeleton encoder + CLIP text tower. ``logits = scale * cos(skel, text)``
+* :class:`SkeletonCLIP` (phase 1): skeleton encoder + text tower. ``logits = scale * cos(skel, text)``
   (``logit_mode="clip"``, learnable scale initialised at ln 100 as in CLIP/ViFi-CLIP) or, to reproduce the
   original code, ``logit_mode="none"``: the raw (unnormalised) pose embedding dotted with the normalised
   text embedding, no temperature.
@@ -8,6 +8,10 @@
   over time, compared with class-prompt text embeddings of its own text tower.
 * :class:`SKIVLM` (phase 2): a VideoCLIP student plus a SkeletonCLIP teacher trained together; at
   inference only the video branch is used (:meth:`SKIVLM.video_branch`), so no skeleton is needed.
+
+The text tower is CLIP's own (``text_encoder="clip"``) or a pretrained Hugging Face sentence encoder
+with a trained linear projection (``text_encoder="minilm-l6"`` or a local folder; see
+:func:`ski_lvlm.models.clip_towers.create_clip`); :func:`text_tokenizer` gives the matching tokenizer.
 
 All three share one small API: ``encode_video / encode_skeleton / encode_text(x, normalize=False)``,
 ``class_embeddings(tokens, num_templates)`` and lock helpers, so recipes never reach into towers.
@@ -27,16 +31,20 @@ import math
 from pathlib import Path
 from typing import Any
 
+import open_clip
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ski_lvlm.models.clip_towers import FRAME_INPUTS, apply_frame_input, create_clip, frame_features
+from ski_lvlm.models.clip_towers import (
+    FRAME_INPUTS, apply_frame_input, create_clip, embed_dim, frame_features, get_tokenizer, lock_text_body,
+)
 from ski_lvlm.models.skeleton_encoder import SkeletonEncoder, skeleton_encoder_config
 
 __all__ = [
     "SkeletonCLIP", "VideoCLIP", "SKIVLM", "encode_clip_text", "build_skeleton_clip", "build_video_clip",
     "build_ski_vlm", "save_model", "load_model", "load_video_clip", "load_skeleton_clip", "tokenize_classes",
+    "text_tokenizer",
 ]
 
 MAX_LOGIT_SCALE = 100.0
@@ -49,8 +57,13 @@ def encode_clip_text(clip: nn.Module, tokens: torch.Tensor, pool: str = "eot") -
     of all non-padding tokens: with a small randomly initialised tower this makes a class name roughly
     the sum of its words, which lets an unseen name built from seen words ("wave left hand" after
     "wave right hand" and "raise left hand") land near the right place. Pretrained CLIP towers keep
-    ``eot``.
+    ``eot``. A Hugging Face text tower (``CustomTextCLIP``) always mean-pools, as it was pretrained to.
     """
+    if isinstance(clip, open_clip.CustomTextCLIP):
+        # right-padded ids: drop the all-padding tail (masked out anyway), so a 64-slot context costs
+        # what the longest prompt in the batch costs
+        n = int((tokens != clip.text.config.pad_token_id).sum(1).max())
+        return clip.encode_text(tokens[:, :max(n, 1)])  # [n, d]
     if pool == "eot":
         return clip.encode_text(tokens)
     if pool != "mean":
@@ -64,6 +77,11 @@ def encode_clip_text(clip: nn.Module, tokens: torch.Tensor, pool: str = "eot") -
     if proj is None:
         return x
     return proj(x) if isinstance(proj, nn.Linear) else x @ proj
+
+
+def text_tokenizer(config: dict[str, Any]):
+    """The tokenizer of the text tower a ``model_config`` (one branch's) describes; old folders mean CLIP."""
+    return get_tokenizer(config["clip_arch"], config.get("text_encoder", "clip"))
 
 
 def tokenize_classes(tokenizer, class_names: list[str], templates: tuple[str, ...]) -> torch.Tensor:
@@ -103,7 +121,7 @@ class _LogitHead(nn.Module):
 
 
 class SkeletonCLIP(nn.Module):
-    """Skeleton encoder + CLIP text tower (phase 1). The CLIP image tower is dropped (never used here)."""
+    """Skeleton encoder + text tower (phase 1). The CLIP image tower is dropped (never used here)."""
 
     def __init__(self, encoder: SkeletonEncoder, clip: nn.Module, *, logit_mode: str = "clip",
                  logit_scale_init: float = 100.0, text_pool: str = "eot"):
@@ -147,7 +165,7 @@ class SkeletonCLIP(nn.Module):
 
 
 class VideoCLIP(nn.Module):
-    """ViFi-CLIP: frame-wise CLIP image tower, temporal mean of the frame embeddings, CLIP text tower.
+    """ViFi-CLIP: frame-wise CLIP image tower, temporal mean of the frame embeddings, a text tower.
 
     ``frame_input`` is what the image tower sees of each frame: the frames (``rgb``, for pretrained
     towers) or their residual from the clip's per-pixel median (``median_residual``, for small towers
@@ -275,31 +293,45 @@ class SKIVLM(nn.Module):
 # ---------------------------------------------------------------- builders and checkpoints
 
 
+def _text_config(text_encoder: str, text_unlocked_layers: int) -> dict[str, Any]:
+    """What a model folder records about its text tower (the unlocked-layer count only for HF towers)."""
+    if text_encoder == "clip":
+        return {"text_encoder": "clip"}
+    return {"text_encoder": text_encoder, "text_unlocked_layers": text_unlocked_layers}
+
+
 def build_skeleton_clip(*, encoder: str | dict = "tiny", clip_arch: str = "ski-tiny-ViT",
                         clip_pretrained: str | None = None, logit_mode: str = "clip", text_pool: str = "eot",
-                        freeze_text: bool = False) -> SkeletonCLIP:
+                        freeze_text: bool = False, text_encoder: str = "clip", text_unlocked_layers: int = 1,
+                        text_pretrained: bool = True) -> SkeletonCLIP:
     """SkeletonCLIP whose encoder projects to the text tower's embedding size.
 
     ``encoder`` is a preset name (``tiny``/``small``/``base``), a JSON path, or a full kwargs dict.
+    ``text_encoder`` / ``text_unlocked_layers`` / ``text_pretrained``: see
+    :func:`~ski_lvlm.models.clip_towers.create_clip` and :func:`~ski_lvlm.models.clip_towers.lock_text_body`.
     """
-    clip = create_clip(clip_arch, clip_pretrained)
+    clip = create_clip(clip_arch, clip_pretrained, text_encoder=text_encoder, text_pretrained=text_pretrained)
+    lock_text_body(clip, text_unlocked_layers)
     cfg = skeleton_encoder_config(encoder) if isinstance(encoder, str) else dict(encoder)
-    cfg["embed_dim"] = clip.text_projection.shape[-1] if isinstance(clip.text_projection, torch.Tensor) \
-        else clip.text_projection.out_features
+    cfg["embed_dim"] = embed_dim(clip)
     model = SkeletonCLIP(SkeletonEncoder(**cfg), clip, logit_mode=logit_mode, text_pool=text_pool)
     model.config = {"kind": "skeleton_clip", "encoder": _jsonable(cfg), "clip_arch": clip_arch,
-                    "logit_mode": logit_mode, "text_pool": text_pool}
+                    "logit_mode": logit_mode, "text_pool": text_pool,
+                    **_text_config(text_encoder, text_unlocked_layers)}
     if freeze_text:
         model.lock_text_tower()
     return model
 
 
 def build_video_clip(*, clip_arch: str = "ski-tiny-ViT", clip_pretrained: str | None = None,
-                     logit_mode: str = "clip", text_pool: str = "eot", frame_input: str = "rgb") -> VideoCLIP:
-    model = VideoCLIP(create_clip(clip_arch, clip_pretrained), logit_mode=logit_mode, text_pool=text_pool,
-                      frame_input=frame_input)
+                     logit_mode: str = "clip", text_pool: str = "eot", frame_input: str = "rgb",
+                     text_encoder: str = "clip", text_unlocked_layers: int = 1,
+                     text_pretrained: bool = True) -> VideoCLIP:
+    clip = create_clip(clip_arch, clip_pretrained, text_encoder=text_encoder, text_pretrained=text_pretrained)
+    lock_text_body(clip, text_unlocked_layers)
+    model = VideoCLIP(clip, logit_mode=logit_mode, text_pool=text_pool, frame_input=frame_input)
     model.config = {"kind": "video_clip", "clip_arch": clip_arch, "logit_mode": logit_mode, "text_pool": text_pool,
-                    "frame_input": frame_input}
+                    "frame_input": frame_input, **_text_config(text_encoder, text_unlocked_layers)}
     return model
 
 
@@ -323,12 +355,16 @@ def _from_config(cfg: dict[str, Any]) -> nn.Module:
 
 def _build_from_config(cfg: dict[str, Any]) -> nn.Module:
     kind = cfg.get("kind")
+    # folders from before text_encoder hold CLIP text towers; the folder's weights replace the pretrained
+    # ones, so the HF tower is built from its config alone
+    text = {"text_encoder": cfg.get("text_encoder", "clip"),
+            "text_unlocked_layers": cfg.get("text_unlocked_layers", 1), "text_pretrained": False}
     if kind == "skeleton_clip":
         return build_skeleton_clip(encoder=cfg["encoder"], clip_arch=cfg["clip_arch"], logit_mode=cfg["logit_mode"],
-                                   text_pool=cfg["text_pool"])
+                                   text_pool=cfg["text_pool"], **text)
     if kind == "video_clip":
         return build_video_clip(clip_arch=cfg["clip_arch"], logit_mode=cfg["logit_mode"], text_pool=cfg["text_pool"],
-                                frame_input=cfg.get("frame_input", "rgb"))  # folders from before frame_input: rgb
+                                frame_input=cfg.get("frame_input", "rgb"), **text)  # before frame_input: rgb
     if kind == "ski_vlm":
         skel = _from_config(cfg["skeleton"]) if cfg.get("skeleton") else None
         return build_ski_vlm(_from_config(cfg["video"]), skel, teacher_trainable=cfg.get("teacher_trainable", True))

@@ -68,6 +68,25 @@ def test_side_by_side_with_skeleton_model_and_multi_view(setup, tmp_path):
     assert "SkeletonCLIP (skeleton -> text)" in (out / "results.md").read_text()
 
 
+def test_models_with_a_hf_text_tower_reload_it_from_their_folder(setup, tmp_path):
+    from tests.tiny_text import make_tiny_bert
+
+    root, world = setup
+    bert = str(make_tiny_bert(tmp_path / "bert"))
+    inference = json.loads((root / "ski" / "model_config.json").read_text())["inference"]
+    skel = build_skeleton_clip(encoder="tiny", text_encoder=bert)
+    ski = build_ski_vlm(build_video_clip(text_encoder=bert), build_skeleton_clip(encoder="tiny", text_encoder=bert))
+    for name, model in (("skel", skel), ("ski", ski)):
+        model.config["inference"] = inference
+        save_model(model, tmp_path / name)
+    out = tmp_path / "zs"
+    assert main(["--world", str(world), "--out", str(out), "--model", f"skeleton={tmp_path / 'skel'}",
+                 "--model", f"ski={tmp_path / 'ski'}", "--model", f"teacher={tmp_path / 'ski'}#teacher",
+                 "--device", "cpu"]) == 0
+    for m in json.loads((out / "results.json").read_text())["models"].values():
+        assert m["num_samples"] == 4 and 0 <= m["top1"] <= m["top5"] == 1.0
+
+
 def test_bad_arguments(setup, tmp_path, capsys):
     root, world = setup
     assert main(["--out", str(tmp_path / "x"), "--model", f"a={root / 'ski'}"]) == 2

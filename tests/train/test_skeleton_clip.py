@@ -18,8 +18,10 @@ def world(tmp_path_factory):
 
 
 def _args(world, out, *extra):
+    # the tiny random CLIP text tower keeps these tests fast and free of the MiniLM wheel
     return ["--config", "train/configs/skeleton_clip/tiny_cpu.yaml", f"data.root={world}", f"train.output_dir={out}",
-            "data.skeleton_frames=20", "train.batch_size=4", "train.eval_batch_size=8", *extra]
+            "data.skeleton_frames=20", "train.batch_size=4", "train.eval_batch_size=8", "model.text_encoder=clip",
+            *extra]
 
 
 def _losses(out):
@@ -38,6 +40,22 @@ def test_smoke_run_writes_model_and_zero_shot_results(world, tmp_path):
     assert (out / "model" / "model.safetensors").is_file()
     cfg = json.loads((out / "model" / "model_config.json").read_text())
     assert cfg["kind"] == "skeleton_clip" and cfg["inference"]["skeleton_frames"] == 20
+
+
+def test_hf_text_encoder_run_trains_only_the_projection_of_a_frozen_body(world, tmp_path):
+    from safetensors.torch import load_file
+
+    from tests.tiny_text import make_tiny_bert
+
+    bert = make_tiny_bert(tmp_path / "bert")
+    out = tmp_path / "run"
+    assert main(_args(world, out, "train.max_steps=2", f"model.text_encoder={bert}", "model.text_unlocked_layers=0",
+                      "loss.caption_weight=0.5")) == 0
+    cfg = json.loads((out / "model" / "model_config.json").read_text())
+    assert cfg["text_encoder"] == str(bert) and cfg["text_unlocked_layers"] == 0
+    assert json.loads((out / "results.json").read_text())["novel"]["num_samples"] == 4
+    body, after = load_file(str(bert / "model.safetensors")), load_file(str(out / "model" / "model.safetensors"))
+    assert all(torch.equal(v, after[f"text.text.transformer.{k}"]) for k, v in body.items())
 
 
 def test_frozen_text_tower_is_unchanged_and_encoder_trains(world, tmp_path):

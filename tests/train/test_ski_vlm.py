@@ -28,9 +28,10 @@ def teacher(tmp_path_factory):
 
 
 def _args(world, out, *extra):
+    # the tiny random CLIP text tower keeps these tests fast and free of the MiniLM wheel
     return ["--config", "train/configs/ski_vlm/tiny_cpu.yaml", f"data.root={world}", f"train.output_dir={out}",
             "data.num_frames=3", "data.skeleton_frames=12", "train.batch_size=4", "train.eval_batch_size=8",
-            "data.val_csv=null", *extra]
+            "data.val_csv=null", "model.text_encoder=clip", *extra]
 
 
 def _losses(out):
@@ -50,6 +51,20 @@ def test_collaborative_smoke_run(world, teacher, tmp_path):
     # collaborative: the teacher's weights moved too
     before, after = load_file(str(teacher / "model.safetensors")), load_file(str(out / "model" / "model.safetensors"))
     assert any(not torch.equal(before[k], after[f"skeleton.{k}"]) for k in before)
+
+
+def test_hf_text_student_with_a_clip_text_teacher(world, teacher, tmp_path):
+    """Each branch tokenizes with its own text tower: WordPiece for the student, CLIP BPE for the teacher."""
+    from tests.tiny_text import make_tiny_bert
+
+    bert = make_tiny_bert(tmp_path / "bert")
+    out = tmp_path / "run"
+    assert main(_args(world, out, f"model.teacher={teacher}", f"model.text_encoder={bert}", "train.max_steps=2",
+                      "loss.caption_weight=1")) == 0
+    assert {"skel_text", "distill", "video_caption", "skel_caption"} <= set(_losses(out)[0])
+    cfg = json.loads((out / "model" / "model_config.json").read_text())
+    assert cfg["video"]["text_encoder"] == str(bert) and cfg["skeleton"]["text_encoder"] == "clip"
+    assert json.loads((out / "results.json").read_text())["novel"]["num_samples"] == 4
 
 
 def test_frozen_teacher_stays_bit_identical(world, teacher, tmp_path):

