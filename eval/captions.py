@@ -34,6 +34,13 @@ Output in ``--out``:
   comparable; the overall row is the coco corpus-level score.
 * ``judge_input_captions.jsonl``: finished captions in the ``ski-lvlm eval judge`` input format.
 
+Grounding (``ski_lvlm.metrics.grounding``): with a ``class_phrases.json`` next to the eval set (the
+synthetic world writes one; ``--phrases FILE`` picks another, ``--phrases none`` skips it) the results
+also hold action accuracy (the caption names the clip's class and no other), side and tempo accuracy,
+per-class action accuracy and closed-QA accuracy per question type (which hand/leg, how fast, anyone
+else, where, ...). Without phrases (Charades data) these are reported as n/a, never guessed. The number
+of distinct captions and the share of the most frequent one need no phrases and are always reported.
+
 Open-ended QA is scored automatically (normalised exact match and SQuAD-style token F1, labelled as such)
 and, with ``--judge-url``/``--judge-model`` (an OpenAI-compatible endpoint), by the LLM judge
 (``ski_lvlm.metrics.qa.score_open_qa``: yes/no accuracy + 0-5 score). Multiple choice: accuracy with
@@ -418,9 +425,45 @@ def _group_means(per_item: dict[str, dict], groups: dict[str, dict[str, str]], k
     return out
 
 
+def _grounding(caps: list[EvalItem], preds: dict[str, dict], phrases) -> dict:
+    """Action/side/tempo accuracy (with phrases) and caption diversity (always) of finished captions.
+
+    The truth of a clip: its ``action`` group when that is a class of the phrase file (Charades CSVs),
+    else the class its references agree on; its tempo is the one its references agree on.
+    """
+    from ski_lvlm.metrics.grounding import caption_diversity, caption_grounding, reference_truth
+
+    captions = [preds[it.id]["prediction"] or "" for it in caps]
+    if phrases is None:
+        return {**caption_diversity(captions), "phrases": None, "per_class": {},
+                **{k: None for k in ("action_accuracy", "side_accuracy", "tempo_accuracy", "tempo_accuracy_all")},
+                "note": "n/a: the eval set has no class_phrases.json (action, side and tempo accuracy need the "
+                        "phrases that identify each class; give --phrases FILE)"}
+    records = []
+    for it, cap in zip(caps, captions):
+        action, tempo = reference_truth(it.references, phrases)
+        given = it.groups.get("action")
+        records.append({"caption": cap, "action": given if given in phrases.classes else action, "tempo": tempo})
+    return {**caption_grounding(records, phrases), "phrases": phrases.path}
+
+
+def _closed_qa(qas: list[EvalItem], preds: dict[str, dict], em_f1: dict, phrases) -> dict:
+    """Accuracy per closed question type, next to the token F1 of the same questions."""
+    from ski_lvlm.metrics.grounding import closed_qa_accuracy
+
+    if phrases is None:
+        return {"per_type": {}, "accuracy": None,
+                "note": "n/a: no class_phrases.json (question types and answer readers come from it)"}
+    return closed_qa_accuracy([{"question": it.question, "prediction": preds[it.id]["prediction"],
+                                "answer": it.references[0], "token_f1": em_f1[it.id][1]} for it in qas], phrases)
+
+
 def score_predictions(items: Sequence[EvalItem], preds: dict[str, dict], *, meteor: str = "auto",
-                      judge: dict | None = None, out: Path | None = None) -> dict:
-    """Caption metrics (overall + per group), QA / MC scores and the error list of finished predictions."""
+                      judge: dict | None = None, out: Path | None = None, phrases=None) -> dict:
+    """Caption metrics (overall + per group), grounding, QA / MC scores and the error list of finished predictions.
+
+    ``phrases``: a :class:`ski_lvlm.metrics.grounding.Phrases` (None: grounding scores are n/a).
+    """
     from ski_lvlm.metrics.captions import compute_caption_metrics
 
     res: dict[str, Any] = {"n_items": len(items), "n_finished": sum(it.id in preds for it in items)}
@@ -442,6 +485,7 @@ def score_predictions(items: Sequence[EvalItem], preds: dict[str, dict], *, mete
         res["captions"] = {"n": len(caps), "scores": m["scores"], "tokenizer": m["tokenizer"], "meteor": m["meteor"],
                            "per_group": {k: _group_means(m["per_item"], groups, k) for k in keys},
                            "per_item": m["per_item"]}
+        res["grounding"] = _grounding(caps, preds, phrases)
     qas = good("qa")
     if qas:
         em_f1 = {it.id: qa_token_f1(preds[it.id]["prediction"] or "", it.references[0]) for it in qas}
@@ -451,6 +495,7 @@ def score_predictions(items: Sequence[EvalItem], preds: dict[str, dict], *, mete
             "token_f1": 100 * sum(v[1] for v in em_f1.values()) / n,
             "note": "automatic string scores (normalised exact match, SQuAD token F1), not the LLM judge"},
             "judge": None}
+        res["qa_closed"] = _closed_qa(qas, preds, em_f1, phrases)
         if judge:
             res["qa_open"]["judge"] = _judge_qa(qas, preds, judge, out)
     mcs = good("mc")
@@ -507,6 +552,9 @@ def results_markdown(res: dict) -> str:
             for g, row in table.items():
                 lines.append(f"| {g} | {row['n']} | " + " | ".join(_f(row[k]) for k in ms) + " |")
             lines.append("")
+    g = res.get("grounding")
+    if g:
+        lines += grounding_markdown(g)
     q = res.get("qa_open")
     if q:
         a = q["automatic"]
@@ -520,6 +568,15 @@ def results_markdown(res: dict) -> str:
         else:
             lines.append("| LLM judge | not run (no --judge-url) |")
         lines += ["", a["note"] + ".", ""]
+        qc = res.get("qa_closed") or {}
+        if qc.get("per_type"):
+            lines += [f"### Closed questions: accuracy per type ({qc['n']} questions, {qc['n_unscored']} unscored)", "",
+                      "| type | n | accuracy % | token F1 % |", "|---|---:|---:|---:|"]
+            lines += [f"| {t} | {r['n']} | {_f(r['accuracy'])} | {_f(r['token_f1'])} |"
+                      for t, r in qc["per_type"].items()]
+            lines.append("")
+        elif qc.get("note"):
+            lines += [f"Closed questions: {qc['note']}.", ""]
     mc = res.get("mc")
     if mc:
         lines += [f"## Multiple choice ({mc['n']} questions)", "",
@@ -530,6 +587,32 @@ def results_markdown(res: dict) -> str:
             lines.append(f"- ... and {len(res['errors']) - 50} more (results.json)")
         lines.append("")
     return "\n".join(lines)
+
+
+def grounding_markdown(g: dict) -> list[str]:
+    """The grounding scores as Markdown lines (n/a where the eval set has no phrases)."""
+    na = "n/a"
+    pct = lambda v: na if v is None else _f(v)  # noqa: E731
+    lines = [f"## Grounding ({g['n']} captions)", "",
+             "| action acc % | side acc % (n) | tempo acc % among named (n) | tempo acc % of all | "
+             "distinct captions | top caption share % |", "|---:|---:|---:|---:|---:|---:|",
+             f"| {pct(g.get('action_accuracy'))} | {pct(g.get('side_accuracy'))} ({g.get('n_side', na)}) | "
+             f"{pct(g.get('tempo_accuracy'))} ({g.get('n_tempo_named', na)}) | {pct(g.get('tempo_accuracy_all'))} | "
+             f"{g['distinct_captions']} | {pct(g.get('top_caption_share'))} |", ""]
+    if g.get("top_caption") is not None:
+        lines += [f"Most frequent caption: \"{g['top_caption']}\"", ""]
+    if g.get("note"):
+        lines += [g["note"] + ".", ""]
+    else:
+        lines += [f"Action: the caption names the clip's class and no other (no action named: "
+                  f"{pct(g.get('no_action_share'))}%, ambiguous: {pct(g.get('ambiguous_share'))}%). Side: among "
+                  "captions naming left/right/both for clips whose class has a side. Phrases: "
+                  f"`{g.get('phrases')}`.", ""]
+    if g.get("per_class"):
+        lines += ["| class | n | action acc % |", "|---|---:|---:|"]
+        lines += [f"| {c} | {r['n']} | {_f(r['action_accuracy'])} |" for c, r in g["per_class"].items()]
+        lines.append("")
+    return lines
 
 
 # --------------------------------------------------------------------------------------------------
@@ -549,6 +632,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--videos", default=None, help="folder with <id>.mp4 etc. (default: videos/ next to the eval set)")
     p.add_argument("--classes", default=None, help="Charades_v1_classes.txt (default: next to the CSV)")
     p.add_argument("--qa", default="auto", help="QA JSON to evaluate too; 'auto' (default) = qa.json next to the eval set; 'none' = no QA")
+    p.add_argument("--phrases", default="auto",
+                   help="class_phrases.json for the grounding scores; 'auto' (default) = the one next to the eval "
+                        "set; 'none' = report them as n/a")
     p.add_argument("--out", required=True, help="output folder (a rerun into it resumes)")
     p.add_argument("--batch-size", type=int, default=8, help="prompts per generate call (default 8)")
     p.add_argument("--max-new-tokens", type=int, default=64, help="new tokens per answer (default 64)")
@@ -563,6 +649,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto (default), cpu or cuda")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
+
+
+def _read_phrases(arg: str, eval_set: Path):
+    from ski_lvlm.metrics.grounding import find_phrases, load_phrases
+
+    if arg == "none":
+        return None
+    path = find_phrases(eval_set) if arg == "auto" else Path(arg)
+    if path is None:
+        return None
+    if not path.is_file():
+        raise UserError(f"--phrases {path}: file not found")
+    try:
+        return load_phrases(path)
+    except ValueError as e:
+        raise UserError(str(e)) from None
 
 
 def _settings(args, model_dir: Path) -> dict:
@@ -594,6 +696,7 @@ def main(argv: list[str] | None = None) -> int:
                                 qa=None if args.qa == "none" else args.qa)
     if args.limit:
         items = items[: args.limit]
+    phrases = _read_phrases(args.phrases, eval_set)
     videos_dir = Path(args.videos) if args.videos else eval_set.parent / "videos"
     if not videos_dir.is_dir():
         raise UserError(f"--videos {videos_dir}: not a folder")
@@ -640,7 +743,7 @@ def main(argv: list[str] | None = None) -> int:
 
     preds = read_predictions(pred_path)
     judge = {"url": args.judge_url, "model": args.judge_model} if args.judge_url else None
-    res = score_predictions(items, preds, meteor=args.meteor, judge=judge, out=out)
+    res = score_predictions(items, preds, meteor=args.meteor, judge=judge, out=out, phrases=phrases)
     res.update(model=str(model_dir), eval_set=info, videos=str(videos_dir), settings=settings, run=counts,
                training={k: run_info.get(k) for k in ("stage", "llm_adapter", "steps", "p_inject", "final_loss")}
                if run_info else None)

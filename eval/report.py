@@ -15,12 +15,15 @@ Run-folder convention (what the quickstart writes; every part is optional)::
     RUN/zero_shot/              written here: ski-lvlm eval zero-shot on the novel classes
                                 (results.json, results.md, confusion_<name>.png)
     RUN/captions/<name>/        written here: ski-lvlm eval captions per LVLM run (predictions.jsonl, results.*)
+    RUN/probe/<name>/           written here: ski-lvlm eval probe of each LVLM run's video pathway (probe.json):
+                                lvlm:RUN/<name>/final on WORLD/train.csv -> WORLD/test.csv
     RUN/report_assets/          written here: plots and frame strips
     RUN/report.md, RUN/report.html
 
 Results already computed are reused: the zero-shot evaluation reruns only when a model is missing from
 RUN/zero_shot/results.json (or with --rerun); the caption benchmark resumes from its predictions.jsonl
-and loads no model when every item is done. A part that is missing or fails becomes a "not run" note
+and loads no model when every item is done; a probe is reused when its key (tower weights hash, frame
+settings, manifests) matches, also across runs that share one video pathway. A part that is missing or fails becomes a "not run" note
 in the report (with the reason); the command still writes the report.
 """
 
@@ -43,13 +46,26 @@ CAPTION_METRICS = ("BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4", "METEOR", "ROUGE-L", 
 # --------------------------------------------------------------------------------------------------
 # discovery
 # --------------------------------------------------------------------------------------------------
+def _zero_shot_model(folder: Path) -> bool:
+    """False for a video model trained without a held-out class list (``data.novel_csv: null``), such as
+    the LVLM's video tower: it saw every class, so its accuracy on the "unseen" classes would not be
+    zero-shot."""
+    import yaml
+
+    cfg_file = folder / "config.yaml"
+    if not cfg_file.is_file():
+        return True
+    data = (yaml.safe_load(cfg_file.read_text(encoding="utf-8")) or {}).get("data") or {}
+    return "novel_csv" not in data or data["novel_csv"] is not None
+
+
 def discover(run: Path, world: Path | None = None) -> dict[str, Any]:
     """What a run folder holds: VLM model folders, LVLM runs, the world, earlier results."""
     vlm, lvlm = {}, {}
     for sub in sorted(p for p in run.iterdir() if p.is_dir()):
-        if sub.name in ("zero_shot", "captions", ASSETS, "world"):
+        if sub.name in ("zero_shot", "captions", "probe", ASSETS, "world"):
             continue
-        if (sub / "model" / "model_config.json").is_file():
+        if (sub / "model" / "model_config.json").is_file() and _zero_shot_model(sub):
             vlm[sub.name] = sub / "model"
         if (sub / "final" / "config.json").is_file() or (sub / "train_log.jsonl").is_file():
             lvlm[sub.name] = sub
@@ -143,6 +159,55 @@ def run_captions(run: Path, name: str, run_dir: Path, found: dict, args) -> tupl
     return json.loads(res_path.read_text()), None
 
 
+def run_probes(run: Path, found: dict, args) -> dict[str, tuple[dict | None, str | None]]:
+    """RUN/probe/<name>/probe.json per LVLM run: a linear probe of the video tokens its projector reads.
+
+    The tokens come from the run's own tower and frame settings (``lvlm:RUN/<name>/final``), so a run
+    that trained its tower is probed with the trained weights. Runs with the same pathway share one fit.
+    """
+    from ski_lvlm.metrics.probe import load_probe_encoder, probe_key, run_probe
+    from ski_lvlm.utils.io import atomic_write_json
+    from ski_lvlm.utils.runtime import pick_device
+
+    out: dict[str, tuple[dict | None, str | None]] = {}
+    w = found["world"]
+    splits = (w / "train.csv", w / "test.csv", w / "classes.csv") if w else None
+    fitted: dict[str, dict] = {}  # key (as JSON) -> result of this invocation
+    for name, run_dir in found["lvlm"].items():
+        path = run / "probe" / name / "probe.json"
+        old = json.loads(path.read_text()) if path.is_file() else None
+        if args.skip_eval:
+            out[name] = (old, None) if old else (None, "results missing and --skip-eval given")
+            continue
+        if not (run_dir / "final" / "config.json").is_file():
+            out[name] = (old, f"{run_dir.name}/final/ missing (training not finished?)")
+            continue
+        if splits is None or not all(p.is_file() for p in splits):
+            out[name] = (old, "no world with train.csv, test.csv and classes.csv (give --world)")
+            continue
+        spec = f"lvlm:{run_dir / 'final'}"
+        try:
+            encoder = load_probe_encoder(spec, device=pick_device(args.device))
+            key = probe_key(encoder.identity(), *splits, C=args.probe_c, val_from_train=False)
+            key_s = json.dumps(key, sort_keys=True)
+            if old and old.get("key") == key and not args.rerun:
+                out[name] = (old, None)
+                fitted.setdefault(key_s, old)
+                continue
+            if key_s in fitted:
+                res = {**fitted[key_s], "encoder_spec": spec, "features": encoder.description,
+                       "shared_with": fitted[key_s]["encoder_spec"]}
+            else:
+                print(f"{PROG}: linear probe of {name}'s video tokens")
+                res = {**run_probe(encoder, *splits, C=args.probe_c, progress=False), "encoder_spec": spec}
+                fitted[key_s] = res
+            atomic_write_json(path, res)
+            out[name] = (res, None)
+        except Exception as e:  # one broken part must not cost the whole report
+            out[name] = (old, f"ski-lvlm eval probe failed: {_short_error(e)}")
+    return out
+
+
 # --------------------------------------------------------------------------------------------------
 # report sections
 # --------------------------------------------------------------------------------------------------
@@ -151,7 +216,8 @@ def _rel(run: Path, p: Path) -> str:
 
 
 def section_overview(rep, run: Path, found: dict, zs: dict | None = None,
-                     caps: dict[str, tuple[dict | None, str | None]] | None = None) -> None:
+                     caps: dict[str, tuple[dict | None, str | None]] | None = None,
+                     probes: dict[str, tuple[dict | None, str | None]] | None = None) -> None:
     from ski_lvlm.reporting import fmt_pct
 
     s = rep.section("Overview")
@@ -160,6 +226,10 @@ def section_overview(rep, run: Path, found: dict, zs: dict | None = None,
         for label, m in zs.get("models", {}).items():
             key.append(["zero-shot top-1 % (unseen classes)", label, fmt_pct(m.get("top1")),
                         f"chance {fmt_pct(zs.get('chance'))}"])
+    for name, (pr, _w) in (probes or {}).items():
+        if pr:
+            key.append(["video-token probe top-1 %", name, fmt_pct(pr.get("accuracy")),
+                        f"chance {fmt_pct(pr.get('chance'))}, {pr.get('n_test')} test clips"])
     for name, (res, _w) in (caps or {}).items():
         c = (res or {}).get("captions")
         if c:
@@ -167,6 +237,10 @@ def section_overview(rep, run: Path, found: dict, zs: dict | None = None,
             key.append(["caption CIDEr-D / BLEU-4 / ROUGE-L (x100)", f"{name} (p_inject {p})",
                         " / ".join(fmt_pct(c["scores"].get(k)) for k in ("CIDEr-D", "BLEU-4", "ROUGE-L")),
                         f"{c['n']} videos"])
+        g = (res or {}).get("grounding") or {}
+        if g.get("action_accuracy") is not None:
+            key.append(["caption action accuracy %", name, fmt_pct(g["action_accuracy"]),
+                        f"{g['n_action']} videos, {g['distinct_captions']} distinct captions"])
         q = (res or {}).get("qa_open")
         if q:
             key.append(["open QA token F1 % (automatic)", name, f"{q['automatic']['token_f1']:.1f}", f"{q['n']} questions"])
@@ -338,6 +412,62 @@ def section_captions(rep, run: Path, caps: dict[str, tuple[dict | None, str | No
         s.table(heads, trows, caption=f"Per {key} (mean of per-item scores, x100)")
 
 
+def section_grounding(rep, caps: dict[str, tuple[dict | None, str | None]],
+                      probes: dict[str, tuple[dict | None, str | None]]) -> None:
+    """Per LVLM run: does the caption name the clip's action, side and tempo, and do its video tokens hold it?"""
+    from ski_lvlm.reporting import fmt_pct
+
+    s = rep.section("Grounded captions and the video pathway")
+    if not caps:
+        s.not_run("no SKI-LVLM run (RUN/<name>/final/) in the run folder")
+        return
+    na = "n/a"
+    pct = lambda v: na if v is None else fmt_pct(v)  # noqa: E731
+    rows, tops, notes = [], [], set()
+    for name, (res, _why) in caps.items():
+        pr, pwhy = probes.get(name, (None, "not run"))
+        g = (res or {}).get("grounding")
+        if g is None:
+            g = {}
+            notes.add("no grounding scores in the caption results (rerun `ski-lvlm eval all` without --skip-eval)"
+                      if res else "no caption results")
+        if g.get("note"):
+            notes.add(g["note"])
+        rows.append([name, pct(pr.get("accuracy")) if pr else na, pct(g.get("action_accuracy")),
+                     f"{pct(g.get('side_accuracy'))} ({g.get('n_side', na)})",
+                     f"{pct(g.get('tempo_accuracy'))} ({g.get('n_tempo_named', na)})", pct(g.get("tempo_accuracy_all")),
+                     g.get("distinct_captions", na), pct(g.get("top_caption_share"))])
+        if g.get("top_caption") is not None:
+            tops.append(f"`{name}`: \"{g['top_caption']}\"")
+        if pwhy:
+            s.not_run(f"{name}: probe: {pwhy}")
+    s.table(["run", "probe top-1 %", "action acc %", "side acc % (n)", "tempo acc % among named (n)",
+             "tempo acc % of all", "distinct captions", "top caption share %"], rows,
+            caption="Probe: a linear classifier on the run's video tokens (train subjects -> test subjects). "
+                    "Action: the caption names the clip's class and no other; side: among captions that name "
+                    "left/right/both for clips whose class has a side; tempo: among captions that name one, and "
+                    "as a share of all clips whose references name one.")
+    for n in sorted(notes):
+        s.text(n[:1].upper() + n[1:] + ".")
+    if tops:
+        s.text("Most frequent caption per run:")
+        s.items(tops)
+    probe_rows = [[name, pr.get("features", "?"), pr.get("n_train"), pr.get("n_test"), fmt_pct(pr.get("accuracy")),
+                   fmt_pct(pr.get("train_accuracy")), fmt_pct(pr.get("chance"))]
+                  for name, (pr, _w) in probes.items() if pr]
+    if probe_rows:
+        s.table(["run", "features", "train clips", "test clips", "top-1 %", "train top-1 %", "chance %"], probe_rows,
+                caption="Linear probe of each run's video pathway (standardised features, logistic regression)",
+                align="llrrrrr")
+    per_class = {n: (r or {}).get("grounding", {}).get("per_class") for n, (r, _w) in caps.items()}
+    per_class = {n: v for n, v in per_class.items() if v}
+    classes = sorted({c for v in per_class.values() for c in v})
+    if classes:
+        s.table(["class"] + list(per_class),
+                [[c] + [fmt_pct((v.get(c) or {}).get("action_accuracy"), 0) for v in per_class.values()]
+                 for c in classes], caption="Caption action accuracy % per class")
+
+
 def section_qa(rep, caps: dict[str, tuple[dict | None, str | None]]) -> None:
     s = rep.section("Question answering")
     rows = []
@@ -357,6 +487,23 @@ def section_qa(rep, caps: dict[str, tuple[dict | None, str | None]]) -> None:
              "multiple choice acc %"], rows, align="lrrrll",
             caption="Open-ended QA: automatic string scores (normalised exact match, token F1) are not LLM-judge "
                     "scores; the judge columns need --judge-url/--judge-model.")
+    closed = {n: (r or {}).get("qa_closed") for n, (r, _w) in caps.items()}
+    types = sorted({t for c in closed.values() if c for t in c.get("per_type", {})})
+    if types:
+        from ski_lvlm.reporting import fmt_pct
+
+        trows = []
+        for t in types:
+            cells = [(c or {}).get("per_type", {}).get(t) for c in closed.values()]
+            n = next((c["n"] for c in cells if c), "-")
+            trows.append([t, n] + [f"{fmt_pct(c['accuracy'])} / {fmt_pct(c.get('token_f1'))}" if c else "-"
+                                   for c in cells])
+        s.table(["question type", "n"] + [f"{n} acc % / F1 %" for n in closed], trows,
+                caption="Closed questions: accuracy per type (the answer names the reference's side, tempo, room, "
+                        "yes/no, class or body part), next to the token F1 of the same answers")
+    else:
+        notes = {c["note"] for c in closed.values() if c and c.get("note")}
+        s.text("Closed questions: " + ("; ".join(sorted(notes)) if notes else "no per-type scores in the results") + ".")
 
 
 def section_examples(rep, run: Path, caps: dict[str, tuple[dict | None, str | None]], n_examples: int) -> None:
@@ -374,18 +521,15 @@ def section_examples(rep, run: Path, caps: dict[str, tuple[dict | None, str | No
     first_name = next(iter(preds))
     first_res = caps[first_name][0]
     videos_dir = Path(first_res.get("videos", ""))
-    ok = [r for r in preds[first_name].values() if not r.get("error")]
-    chosen, seen = [], set()
-    for r in ok:  # one video per action class first, so the examples are not all the same action
-        g = (r.get("groups") or {}).get("action")
-        if g not in seen or g is None:
-            chosen.append(r)
-            seen.add(g)
-    chosen = (chosen + [r for r in ok if r not in chosen])[:n_examples]
+    import random
+
+    ok = sorted((r for r in preds[first_name].values() if not r.get("error")), key=lambda r: r["id"])
+    # a seeded random draw: the same videos in every report of this eval set, not hand-picked good ones
+    chosen = random.Random(0).sample(ok, min(n_examples, len(ok)))
     if not chosen:
         s.not_run("every caption item failed")
         return
-    s.text(f"{len(chosen)} test videos (one per action class first): 8 frames sampled uniformly, the references, "
+    s.text(f"{len(chosen)} test videos drawn at random (seed 0): 8 frames sampled uniformly, the references, "
            "and each run's caption.")
     from eval.captions import find_video, read_video_frames
 
@@ -414,15 +558,17 @@ def section_examples(rep, run: Path, caps: dict[str, tuple[dict | None, str | No
 
 
 def build_report(run: Path, found: dict, zs: tuple[dict | None, str | None],
-                 caps: dict[str, tuple[dict | None, str | None]], n_examples: int = 4):
+                 caps: dict[str, tuple[dict | None, str | None]], n_examples: int = 10,
+                 probes: dict[str, tuple[dict | None, str | None]] | None = None):
     from ski_lvlm.reporting import Report
 
     rep = Report(f"SKI-LVLM run report: {run.name}", run)
     rep.meta.append(f"Run folder `{run.resolve()}`; written {_dt.datetime.now().strftime('%Y-%m-%d %H:%M')} by "
                     f"`{PROG} --run {run}`.")
-    section_overview(rep, run, found, zs[0], caps)
+    section_overview(rep, run, found, zs[0], caps, probes)
     section_zero_shot(rep, run, *zs)
     section_captions(rep, run, caps, found)
+    section_grounding(rep, caps, probes or {})
     section_qa(rep, caps)
     section_training(rep, run, found)
     try:
@@ -438,8 +584,8 @@ def build_report(run: Path, found: dict, zs: tuple[dict | None, str | None],
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog=PROG,
-        description="Run (or reuse) the zero-shot evaluation and the caption/QA benchmark of every model in a run "
-                    "folder and write RUN/report.md and RUN/report.html (tables, loss curves, per-class accuracy, "
+        description="Run (or reuse) the zero-shot evaluation, the caption/QA benchmark and the video-token probe of "
+                    "every model in a run folder and write RUN/report.md and RUN/report.html (tables, loss curves, per-class accuracy, "
                     "confusion matrices, caption examples with video frames). Missing parts are reported as "
                     "'not run'.",
         epilog="example: ski-lvlm eval all --run runs/quickstart")
@@ -453,7 +599,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--meteor", choices=["auto", "java", "off"], default="auto", help="METEOR: auto = when Java is present (default), java = required, off")
     p.add_argument("--judge-url", default=None, help="OpenAI-compatible endpoint for judging open-ended QA")
     p.add_argument("--judge-model", default=None, help="judge model name")
-    p.add_argument("--examples", type=int, default=4, help="caption examples with frame strips (default 4)")
+    p.add_argument("--examples", type=int, default=10,
+                   help="caption examples with frame strips, test videos drawn at random with seed 0 (default 10)")
+    p.add_argument("--probe-c", type=float, default=1.0, help="inverse L2 strength of the video-token probe (default 1.0)")
     p.add_argument("--rerun", action="store_true", help="recompute the zero-shot results and regenerate all captions (needed after changing "
                         "--max-new-tokens or the prompt; otherwise earlier results are kept)")
     p.add_argument("--skip-eval", action="store_true", help="only write the report from results already on disk")
@@ -475,7 +623,8 @@ def main(argv: list[str] | None = None) -> int:
     found = discover(run, Path(args.world) if args.world else None)
     zs = run_zero_shot(run, found, args)
     caps = {name: run_captions(run, name, d, found, args) for name, d in found["lvlm"].items()}
-    rep = build_report(run, found, zs, caps, args.examples)
+    probes = run_probes(run, found, args)
+    rep = build_report(run, found, zs, caps, args.examples, probes)
     rep.write(run / "report.md", run / "report.html", embed_images=args.embed_images)
     missing = [b[1] for s in rep.sections for b in s.blocks if isinstance(b, tuple) and b[0] == "notrun"]
     print(f"{PROG}: wrote {run / 'report.md'} and {run / 'report.html'}"

@@ -8,7 +8,9 @@ world first. :func:`generate_world` writes (see the README section "The syntheti
 * H.264 videos of the same motions rendered as person figures (:mod:`ski_lvlm.data.render`), the same
   frame count as the skeleton;
 * captions, Video-ChatGPT QA pairs, LLaVA instruction JSON, a Charades-format caption test CSV, and
-  base/novel class splits plus ``video_path,skeleton_path,label`` manifests.
+  base/novel class splits plus ``video_path,skeleton_path,label`` manifests;
+* ``class_phrases.json``: the words that identify each class, side and tempo in a caption
+  (:func:`class_phrases`), so ``eval captions`` can tell a grounded caption from a generic one.
 
 Class names are compositional ("wave left hand", "raise right hand", ...) so a text encoder can
 recognise an unseen combination of seen words: the default novel classes (wave right hand, touch head
@@ -54,6 +56,8 @@ __all__ = [
     "sample_name",
     "camera_id",
     "held_out_subjects",
+    "class_phrases",
+    "QUESTIONS",
 ]
 
 # ----------------------------------------------------------------------------------------------------------
@@ -179,6 +183,13 @@ def held_out_subjects(n_subjects: int) -> list[int]:
     """Cross-subject split: every third subject (3, 6, 9, ...) is held out; the last one when fewer than 3."""
     held = [p for p in range(1, n_subjects + 1) if p % 3 == 0]
     return held or [n_subjects]
+
+
+def validation_subjects(n_subjects: int) -> list[int]:
+    """Every third *training* subject: ``train_val.csv``, for choosing settings without the test subjects."""
+    held = set(held_out_subjects(n_subjects))
+    train = [p for p in range(1, n_subjects + 1) if p not in held]
+    return train[2::3] if len(train) >= 3 else []
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -508,21 +519,69 @@ def captions_for(clip: dict[str, Any], rng: np.random.Generator) -> list[str]:
     return [_cap(c) for c in caps]
 
 
+# The world's closed questions by type (class_phrases.json maps each to its type for `eval captions`).
+QUESTIONS: dict[str, str] = {
+    "action": "What is the person doing in the video?",
+    "side": "Which {kind} does the person use?",
+    "part": "Which body part moves the most?",
+    "tempo": "How fast does the person move?",
+    "anyone_else": "Is there anyone else in the video?",
+    "scene": "Where does this take place?",
+}
+
+
 def qa_for(clip: dict[str, Any]) -> list[tuple[str, str]]:
     """Question/answer pairs about the action, the hand or leg, the body part, the tempo and the scene."""
     a = ACTIONS[clip["class"]]
-    qa = [("What is the person doing in the video?", f"The person is {a.gerund}.")]
+    qa = [(QUESTIONS["action"], f"The person is {a.gerund}.")]
     if a.limb is not None:
         kind, side = a.limb
         ans = f"Both {kind}s." if side == "both" else f"The {side} {kind}."
-        qa.append((f"Which {kind} does the person use?", ans))
-    qa.append(("Which body part moves the most?", _cap(a.part) + "."))
-    qa.append(("How fast does the person move?", TEMPO_WORDS[clip["tempo"]][2]))
+        qa.append((QUESTIONS["side"].format(kind=kind), ans))
+    qa.append((QUESTIONS["part"], _cap(a.part) + "."))
+    qa.append((QUESTIONS["tempo"], TEMPO_WORDS[clip["tempo"]][2]))
     other = {"none": "No, the person is alone.", "standing": "Yes, another person stands in the background.",
              "walking": "Yes, another person walks past in the background."}[clip["bystander"]]
-    qa.append(("Is there anyone else in the video?", other))
-    qa.append(("Where does this take place?", f"In a {clip['scene']}."))
+    qa.append((QUESTIONS["anyone_else"], other))
+    qa.append((QUESTIONS["scene"], f"In a {clip['scene']}."))
     return qa
+
+
+def class_phrases(classes: list[str]) -> dict[str, Any]:
+    """What identifies each class, side and tempo in a caption: the contents of ``class_phrases.json``.
+
+    ``ski_lvlm.metrics.grounding`` reads it to tell a caption that names the clip's action from a generic
+    one. Per class: ``verbs``, the head verb's forms (third person, gerund, base: "waves", "waving",
+    "wave"; with the particle when the class name has it, "sits down", so that "another person stands
+    nearby" is not "stand up"); ``side`` (left/right/both, or null) and ``part``. The head verbs differ
+    between classes, so the verb and, for classes that share a verb (wave left/right hand), the side
+    identify the class. ``tempo`` lists each tempo's words; ``tempo_ignore`` the motion descriptions
+    that use a tempo word for something else ("moving the hand quickly from side to side" is how
+    brushing looks at any tempo).
+    """
+    from ski_lvlm.data.render import SCENES
+
+    tempo_words = {w for advs, adj, _ in TEMPO_WORDS.values() for w in (*advs, adj)}
+    out: dict[str, Any] = {}
+    for name in classes:
+        a = ACTIONS[name]
+        forms = [a.verb.split()[0], a.gerund.split()[0], name.split()[0]]
+        particle = name.split()[1] if len(name.split()) > 1 and name.split()[1] in ("up", "down") else None
+        if particle and a.verb.split()[1] == particle:
+            forms = [f"{f} {particle}" for f in forms]
+        out[name] = {"verbs": forms, "side": a.limb[1] if a.limb else None, "part": a.part}
+    ignore = []
+    for a in ACTIONS.values():
+        words = a.detail.split()
+        hits = [i for i, w in enumerate(words) if w in tempo_words]
+        if hits:
+            ignore.append(" ".join(words[hits[0]:]))
+    questions = {QUESTIONS["side"].format(kind=k): "side" for k in ("hand", "leg")}
+    questions.update({q: t for t, q in QUESTIONS.items() if t != "side"})
+    return {"format": "ski-lvlm-class-phrases/1", "classes": out,
+            "sides": {"left": ["left"], "right": ["right"], "both": ["both"]},
+            "tempo": {t: [*advs, adj] for t, (advs, adj, _) in TEMPO_WORDS.items()},
+            "tempo_ignore": ignore, "scenes": list(SCENES), "questions": questions}
 
 
 def _csv_text(header: list[str], rows: list[list[Any]]) -> str:
@@ -561,9 +620,12 @@ def write_annotations(root: Path, cfg: SyntheticConfig, clips: list[dict[str, An
     header = ["video_path", "skeleton_path", "label"]
     train = [c for c in clips if c["subject"] not in held]
     test = [c for c in clips if c["subject"] in held]
+    val_subjects = set(validation_subjects(cfg.subjects))
     splits = {
         "train": [row(c, c["label"]) for c in train],
         "test": [row(c, c["label"]) for c in test],
+        "train_fit": [row(c, c["label"]) for c in train if c["subject"] not in val_subjects],
+        "train_val": [row(c, c["label"]) for c in train if c["subject"] in val_subjects],
         "zsl_base_train": [row(c, base.index(c["class"])) for c in train if c["class"] in base],
         "zsl_base_val": [row(c, base.index(c["class"])) for c in test if c["class"] in base],
         "zsl_novel_test": [row(c, novel.index(c["class"])) for c in clips if c["class"] in novel],
@@ -599,6 +661,7 @@ def write_annotations(root: Path, cfg: SyntheticConfig, clips: list[dict[str, An
         else:
             instr_train.append(item)
     _write(root / "captions.json", _json(captions))
+    _write(root / "class_phrases.json", _json(class_phrases(classes)))
     _write(root / "qa.json", _json(qa))
     _write(root / "instructions_train.json", _json(instr_train))
     _write(root / "instructions_test.json", _json(instr_test))

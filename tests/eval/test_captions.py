@@ -216,3 +216,40 @@ def test_qa_judge_through_stub_endpoint(world, tmp_path):
     assert j["accuracy"] == pytest.approx(50.0) and j["mean_0_5"] == pytest.approx(3.0)
     assert res["qa_open"]["automatic"]["exact_match"] == pytest.approx(100 / 3)  # "clapping" == "Clapping."
     assert (tmp_path / "judge_cache.jsonl").is_file()
+
+
+def test_grounding_scores_with_and_without_phrases(world, tmp_path):
+    from ski_lvlm.data.synthetic import class_phrases
+    from ski_lvlm.metrics.grounding import load_phrases
+
+    items, _ = captions.load_eval_set(world / "Charades_v1_test.csv")
+    said = {"V001": "A person waves their left hand slowly.", "V002": "A person waves their left hand.",
+            "V003": "A person jumps.", "V005": "A person waves their right hand.",
+            "V001#qa0": "Waving the left hand.", "V001#qa1": "The right hand.", "V002#qa0": "Jumping.", "V003#mc0": "B"}
+    preds = {it.id: {"id": it.id, "prediction": said.get(it.id)} for it in items}
+    preds["V004"]["error"] = "VideoDecodeError: corrupt"
+    # Charades data without a phrase file: the grounded scores are n/a, never guessed; diversity is exact
+    res = captions.score_predictions(items, preds, meteor="off")
+    g = res["grounding"]
+    assert g["action_accuracy"] is None and g["side_accuracy"] is None and g["distinct_captions"] == 4
+    assert res["qa_closed"]["accuracy"] is None
+    md = captions.results_markdown({**res, "model": "m"})
+    assert "| n/a | n/a (n/a) | n/a (n/a) | n/a | 4 | 25.0 |" in md and "no class_phrases.json" in md
+    # with the world's phrases (and this eval set's two questions typed)
+    phrases = class_phrases(["wave left hand", "clap", "jump"])
+    phrases["questions"] = {"What is the person doing?": "action", "Which hand?": "side"}
+    (tmp_path / "class_phrases.json").write_text(json.dumps(phrases))
+    res = captions.score_predictions(items, preds, meteor="off", phrases=load_phrases(tmp_path / "class_phrases.json"))
+    g = res["grounding"]
+    assert g["n_action"] == 4 and g["action_accuracy"] == 0.5  # V001, V003 right; V002 (clap), V005 (side) wrong
+    assert g["per_class"] == {"clap": {"n": 1, "action_accuracy": 0.0}, "jump": {"n": 1, "action_accuracy": 1.0},
+                              "wave left hand": {"n": 2, "action_accuracy": 0.5}}
+    assert (g["n_side"], g["side_accuracy"]) == (3, pytest.approx(1 / 3))  # V001 left ok; V002 (both), V005 wrong
+    assert (g["n_tempo"], g["tempo_accuracy"]) == (1, 1.0)  # only V001's references name a tempo (slow)
+    assert g["top_caption_share"] == 0.25
+    qc = res["qa_closed"]
+    assert {t: (r["n"], r["accuracy"]) for t, r in qc["per_type"].items()} == {"action": (2, 0.5), "side": (1, 0.0)}
+    assert qc["per_type"]["action"]["token_f1"] == pytest.approx(0.5)  # exact answer + a wrong one
+    md = captions.results_markdown({**res, "model": "m"})
+    assert "## Grounding (4 captions)" in md and "| 50.0 | 33.3 (3) | 100.0 (1) | 100.0 | 4 | 25.0 |" in md
+    assert "| action | 2 | 50.0 | 50.0 |" in md and "| wave left hand | 2 | 50.0 |" in md

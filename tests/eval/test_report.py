@@ -64,11 +64,24 @@ def _write_lvlm(run: Path, name: str, p_inject: float, world: Path) -> None:
                   "prediction": None, "references": ["x"], "error": "VideoDecodeError: corrupt"})
     (out / "predictions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
     m = compute_caption_metrics({k: [v] for k, v in cands.items()}, refs, meteor="off")
+    from ski_lvlm.data.synthetic import class_phrases
+    from ski_lvlm.metrics.grounding import Phrases, caption_grounding
+
+    ph = Phrases(**{k: v for k, v in class_phrases(CLASSES).items() if k != "format"})
+    grounding = caption_grounding([{"caption": cands["V1"], "action": "jump", "tempo": None},
+                                   {"caption": cands["V2"], "action": "squat", "tempo": None}], ph)
+    (run / "probe" / name).mkdir(parents=True)
+    (run / "probe" / name / "probe.json").write_text(json.dumps({
+        "accuracy": 0.7 if p_inject else 0.65, "chance": 0.05, "n_train": 240, "n_test": 120, "train_accuracy": 1.0,
+        "features": "LVLM video tokens of x", "encoder_spec": f"lvlm:{d / 'final'}"}))
     groups = {"action": {"jump": {"n": 1, **m["per_item"]["V1"]}, "squat": {"n": 1, **m["per_item"]["V2"]}}}
     res = {"n_items": 3, "n_finished": 3, "n_errors": 1, "errors": [{"id": "V3", "video_id": "V3", "error": "corrupt"}],
            "captions": {"n": 2, "scores": m["scores"], "tokenizer": m["tokenizer"], "meteor": m["meteor"],
                         "per_group": groups, "per_item": m["per_item"]},
            "qa_open": {"n": 2, "automatic": {"exact_match": 50.0, "token_f1": 75.0, "note": "automatic"}, "judge": None},
+           "grounding": grounding,
+           "qa_closed": {"n": 2, "accuracy": 0.5, "n_unscored": 0, "per_type": {
+               "side": {"n": 1, "accuracy": 1.0, "token_f1": 1.0}, "tempo": {"n": 1, "accuracy": 0.0, "token_f1": 0.0}}},
            "model": str(d / "final"), "eval_set": {"path": str(world / "Charades_v1_test.csv")},
            "videos": str(world / "videos"), "settings": {"max_new_tokens": 32}, "training": info}
     (out / "results.json").write_text(json.dumps(res))
@@ -95,8 +108,16 @@ def test_full_run_folder(tmp_path, capsys):
     md = (run / "report.md").read_text()
     html = (run / "report.html").read_text()
     for title in ("Overview", "Zero-shot action recognition", "Confusion matrices", "Video captioning",
-                  "Question answering", "Training curves", "Caption examples"):
+                  "Grounded captions and the video pathway", "Question answering", "Training curves",
+                  "Caption examples"):
         assert title in md and title in html
+    # grounding: probe top-1, action / side / tempo accuracy, distinct captions, top-caption share per run
+    assert "| lvlm_instruct | 70.0 | 50.0 | n/a (0) | n/a (0) | n/a | 2 | 50.0 |" in md
+    assert "| lvlm_instruct_noskel | 65.0 | 0.0 |" in md
+    assert "| video-token probe top-1 % | lvlm_instruct | 70.0 | chance 5.0, 120 test clips |" in md
+    assert "| caption action accuracy % | lvlm_instruct | 50.0 | 2 videos, 2 distinct captions |" in md
+    assert "| side | 1 | 100.0 / 100.0 | 100.0 / 100.0 |" in md  # closed QA per type, next to token F1
+    assert "| jump | 100 | 0 |" in md  # per-class action accuracy
     assert "| chance | - | - | 33.3 |" in md  # chance level next to the models
     assert "| skeleton_clip | SkeletonCLIP (skeleton -> text) | skeleton | 50.0 |" in md
     assert "| zero-shot top-1 % (unseen classes) | ski_vlm | 40.0 | chance 33.3 |" in md  # key numbers
@@ -167,3 +188,31 @@ def test_reporting_blocks(tmp_path):
     assert "T &lt;&amp;&gt;" in html and "<strong>bold</strong>" in html and "<code>code</code>" in html
     with pytest.raises(ValueError):
         save_frame_strip(np.zeros((3, 20, 30)), tmp_path / "bad.png")
+
+
+def test_probe_runs_inside_eval_all(tmp_path):
+    """eval all probes each LVLM run's own video pathway; runs with the same tower share one fit."""
+    import shutil
+
+    from tests.tiny_lvlm import make_run
+    from tests.toy_world import make_world
+
+    world = make_world(tmp_path / "world", per_class=2, frames=8, video=True)
+    for src, dst in (("zsl_base_train.csv", "train.csv"), ("zsl_base_val.csv", "test.csv"),
+                     ("zsl_base_classes.csv", "classes.csv")):
+        shutil.copy(world / src, world / dst)
+    run = tmp_path / "run"
+    for name in ("lvlm_a", "lvlm_b"):
+        make_run(run / name)  # same seed: the same tiny tower
+    assert report.main(["--run", str(run), "--world", str(world), "--examples", "0"]) == 0
+    a = json.loads((run / "probe" / "lvlm_a" / "probe.json").read_text())
+    b = json.loads((run / "probe" / "lvlm_b" / "probe.json").read_text())
+    assert a["encoder_spec"] == f"lvlm:{run / 'lvlm_a' / 'final'}" and (a["n_train"], a["n_test"]) == (8, 4)
+    assert b["shared_with"] == a["encoder_spec"] and b["accuracy"] == a["accuracy"]
+    assert str(run / "lvlm_b" / "final") in b["features"]  # described as its own pathway
+    md = (run / "report.md").read_text()
+    assert f"| lvlm_a | {100 * a['accuracy']:.1f} | n/a |" in md  # no caption eval set here: grounding n/a
+    # a second report reuses the probe (same key), it does not refit
+    before = (run / "probe" / "lvlm_a" / "probe.json").stat().st_mtime_ns
+    assert report.main(["--run", str(run), "--world", str(world), "--examples", "0"]) == 0
+    assert (run / "probe" / "lvlm_a" / "probe.json").stat().st_mtime_ns == before

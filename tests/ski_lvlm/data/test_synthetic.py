@@ -33,7 +33,7 @@ TINY = ["wave left hand", "wave right hand", "sit down", "stand up"]
 ANNOTATIONS = ["classes.csv", "zsl_base_classes.csv", "zsl_novel_classes.csv", "train.csv", "test.csv",
                "zsl_base_train.csv", "zsl_base_val.csv", "zsl_novel_test.csv", "captions.json", "qa.json",
                "instructions_train.json", "instructions_test.json", "Charades_v1_test.csv", "Charades_v1_classes.txt",
-               "clips.csv"]
+               "clips.csv", "class_phrases.json"]
 
 
 def tiny_cfg(out: Path, **kw) -> SyntheticConfig:
@@ -298,3 +298,17 @@ def test_camera_follows_the_kinect_convention():
     assert abs(xyz[mo.J.SPINE_BASE, 2] - 3.0) < 0.1  # z = distance
     side = mo.Camera(azimuth=60.0, elevation=0.0, distance=3.0).to_camera(joints)[0]
     assert side[mo.J.SHOULDER_L, 2] < side[mo.J.SHOULDER_R, 2]  # camera on the person's left sees it closer
+
+
+def test_class_phrases_read_the_worlds_own_language(world):
+    """Every clip's references name exactly its class and its tempo; every closed QA answer reads back."""
+    from ski_lvlm.metrics.grounding import closed_qa_accuracy, load_phrases, reference_truth
+
+    ph = load_phrases(world / "class_phrases.json")
+    assert list(ph.classes) == TINY and ph.classes["sit down"]["verbs"] == ["sits down", "sitting down", "sit down"]
+    clips = {r["name"]: r for r in read_csv(world / "clips.csv")}
+    for name, refs in json.loads((world / "captions.json").read_text()).items():
+        assert reference_truth(refs, ph) == (clips[name]["class"], clips[name]["tempo"]), refs
+    qa = json.loads((world / "qa.json").read_text())
+    r = closed_qa_accuracy([{"question": q["q"], "prediction": q["a"], "answer": q["a"]} for q in qa], ph)
+    assert r["accuracy"] == 1.0 and r["n_unscored"] == 0 and "tempo" in r["per_type"]
