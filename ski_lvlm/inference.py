@@ -8,6 +8,7 @@
         print(chunk, end="")
     cap.chat("a.mp4", [{"role": "user", "content": "Describe it."}, {"role": "assistant", "content": "..."},
                        {"role": "user", "content": "And then?"}])
+    Captioner.from_llm("SmolLM2 folder").generate([[{"role": "user", "content": "Hi"}]], None)  # text only
 
 Videos are decoded with the training-time settings stored in the model config (``num_frames``,
 ``frame_sampling``) and encoded by the model's own frozen tower, so inference features match training.
@@ -166,9 +167,35 @@ class Captioner:
         model, processor = load_exported(path, device=dev, dtype=dtype)
         return cls(model, processor, fast=fast, **kw)
 
+    @classmethod
+    def from_llm(cls, path: str | Path, *, device: str = "auto", dtype: torch.dtype | str | None = None,
+                 fast: bool | None = None, **kw: Any) -> "Captioner":
+        """A plain causal LM folder (e.g. a prepared SmolLM2) as a text-only Captioner.
+
+        The processor uses the tokenizer's chat template (Vicuna v1.1 without one), so text-only prompts are
+        built exactly as for an LVLM and ``ski-lvlm serve`` can run a local LLM judge through this class.
+        """
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        from ski_lvlm.models.lvlm import SkiLvlmProcessor
+        from ski_lvlm.utils.runtime import pick_device, resolve_dtype
+
+        dev = pick_device(device)
+        if isinstance(dtype, str):
+            dtype = resolve_dtype(dtype)
+        if dtype is None:
+            dtype = torch.bfloat16 if dev.type == "cuda" else torch.float32
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype).to(dev)
+        return cls(model, SkiLvlmProcessor(AutoTokenizer.from_pretrained(path)), fast=fast, **kw)
+
     @property
     def config(self):
         return self.model.config
+
+    @property
+    def takes_video(self) -> bool:
+        """False for a plain LLM (:meth:`from_llm`) or an LVLM without a video tower."""
+        return getattr(self.config, "video_encoder", None) is not None
 
     # ------------------------------------------------------------------ video -> features
     def sample_frames(self, video: VideoLike) -> np.ndarray:
@@ -240,10 +267,11 @@ class Captioner:
             kw["cache_implementation"] = "static"  # fixed-shape KV cache -> transformers compiles the decode step
         return kw
 
-    def _inputs(self, conversations: list[list[dict[str, str]]]) -> dict[str, torch.Tensor]:
+    def _inputs(self, conversations: list[list[dict[str, str]]], has_video: Sequence[bool]
+                ) -> dict[str, torch.Tensor]:
         """Left-padded prompts for several conversations (each ends with a user turn)."""
         proc = self.processor
-        rows = [proc.build_prompt(c) for c in conversations]
+        rows = [proc.build_prompt(c, has_video=h) for c, h in zip(conversations, has_video)]
         width = max(len(r) for r in rows)
         ids = torch.full((len(rows), width), proc.tokenizer.pad_token_id, dtype=torch.long)
         mask = torch.zeros((len(rows), width), dtype=torch.long)
@@ -253,18 +281,30 @@ class Captioner:
         return {"input_ids": ids.to(self.device), "attention_mask": mask.to(self.device)}
 
     @torch.no_grad()
-    def generate(self, conversations: list[list[dict[str, str]]], features: torch.Tensor, *,
-                 max_new_tokens: int = 64, temperature: float = 0.0, top_p: float = 0.9, seed: int | None = None,
-                 streamer: Any = None, **generate_kwargs: Any) -> list[str]:
-        """One batched ``generate`` call: ``features [b, n_v, d_v]`` pair with ``conversations`` in order.
+    def generate(self, conversations: list[list[dict[str, str]]], features: torch.Tensor | None, *,
+                 has_video: Sequence[bool] | None = None, max_new_tokens: int = 64, temperature: float = 0.0,
+                 top_p: float = 0.9, seed: int | None = None, streamer: Any = None, **generate_kwargs: Any
+                 ) -> list[str]:
+        """One batched ``generate`` call: ``features [b_v, n_v, d_v]`` pair with ``conversations`` in order.
 
-        ``generate_kwargs`` go to ``model.generate`` (e.g. ``min_new_tokens`` for benchmarks).
+        ``has_video`` marks the conversations that have a video (default: all when ``features`` is given,
+        none when it is ``None``), so text-only and video chats share one batch; ``features`` then holds
+        only the rows of the videos, ``b_v = sum(has_video)``.
+        ``generate_kwargs`` go to ``model.generate`` (e.g. ``min_new_tokens`` for benchmarks, the server's
+        per-row ``stopping_criteria``).
         """
-        inputs = self._inputs(conversations)
+        has_video = [features is not None] * len(conversations) if has_video is None else list(has_video)
+        n_feats = 0 if features is None else features.shape[0]
+        if len(has_video) != len(conversations) or n_feats != sum(has_video):
+            raise ValueError(f"{len(conversations)} conversations, {sum(has_video)} with video, but {n_feats} "
+                             "feature rows")
+        inputs = self._inputs(conversations, has_video)
+        if features is not None:
+            inputs["video_features"] = features.to(self.device)  # a plain LLM never gets this keyword
         with self._lock:
             if seed is not None:
                 torch.manual_seed(seed)
-            out = self.model.generate(**inputs, video_features=features.to(self.device), streamer=streamer,
+            out = self.model.generate(**inputs, streamer=streamer,
                                       **{**self._gen_kwargs(max_new_tokens, temperature, top_p), **generate_kwargs})
         return self.processor.batch_decode(out[:, inputs["input_ids"].shape[1]:])
 
