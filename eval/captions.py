@@ -431,11 +431,12 @@ def _grounding(caps: list[EvalItem], preds: dict[str, dict], phrases) -> dict:
     The truth of a clip: its ``action`` group when that is a class of the phrase file (Charades CSVs),
     else the class its references agree on; its tempo is the one its references agree on.
     """
-    from ski_lvlm.metrics.grounding import caption_diversity, caption_grounding, reference_truth
+    from ski_lvlm.metrics.grounding import caption_diversity, caption_grounding, out_of_vocabulary, reference_truth
 
     captions = [preds[it.id]["prediction"] or "" for it in caps]
+    oov = out_of_vocabulary(captions, [r for it in caps for r in it.references])
     if phrases is None:
-        return {**caption_diversity(captions), "phrases": None, "per_class": {},
+        return {**caption_diversity(captions), **oov, "phrases": None, "per_class": {},
                 **{k: None for k in ("action_accuracy", "side_accuracy", "tempo_accuracy", "tempo_accuracy_all")},
                 "note": "n/a: the eval set has no class_phrases.json (action, side and tempo accuracy need the "
                         "phrases that identify each class; give --phrases FILE)"}
@@ -444,7 +445,7 @@ def _grounding(caps: list[EvalItem], preds: dict[str, dict], phrases) -> dict:
         action, tempo = reference_truth(it.references, phrases)
         given = it.groups.get("action")
         records.append({"caption": cap, "action": given if given in phrases.classes else action, "tempo": tempo})
-    return {**caption_grounding(records, phrases), "phrases": phrases.path}
+    return {**caption_grounding(records, phrases), **oov, "phrases": phrases.path}
 
 
 def _closed_qa(qas: list[EvalItem], preds: dict[str, dict], em_f1: dict, phrases) -> dict:
@@ -601,6 +602,9 @@ def grounding_markdown(g: dict) -> list[str]:
              f"{g['distinct_captions']} | {pct(g.get('top_caption_share'))} |", ""]
     if g.get("top_caption") is not None:
         lines += [f"Most frequent caption: \"{g['top_caption']}\"", ""]
+        if g.get("oov_word_share") is not None:
+            lines += [f"Words outside the references' vocabulary: {100 * g['oov_word_share']:.2f} % "
+                      f"({', '.join(g['oov_words']) or 'none'})", ""]
     if g.get("note"):
         lines += [g["note"] + ".", ""]
     else:

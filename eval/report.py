@@ -436,13 +436,13 @@ def section_grounding(rep, caps: dict[str, tuple[dict | None, str | None]],
         rows.append([name, pct(pr.get("accuracy")) if pr else na, pct(g.get("action_accuracy")),
                      f"{pct(g.get('side_accuracy'))} ({g.get('n_side', na)})",
                      f"{pct(g.get('tempo_accuracy'))} ({g.get('n_tempo_named', na)})", pct(g.get("tempo_accuracy_all")),
-                     g.get("distinct_captions", na), pct(g.get("top_caption_share"))])
+                     g.get("distinct_captions", na), pct(g.get("top_caption_share")), pct(g.get("oov_word_share"))])
         if g.get("top_caption") is not None:
             tops.append(f"`{name}`: \"{g['top_caption']}\"")
         if pwhy:
             s.not_run(f"{name}: probe: {pwhy}")
     s.table(["run", "probe top-1 %", "action acc %", "side acc % (n)", "tempo acc % among named (n)",
-             "tempo acc % of all", "distinct captions", "top caption share %"], rows,
+             "tempo acc % of all", "distinct captions", "top caption share %", "words outside refs %"], rows,
             caption="Probe: a linear classifier on the run's video tokens (train subjects -> test subjects). "
                     "Action: the caption names the clip's class and no other; side: among captions that name "
                     "left/right/both for clips whose class has a side; tempo: among captions that name one, and "

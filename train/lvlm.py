@@ -44,7 +44,8 @@ REPO = Path(__file__).resolve().parent.parent
 @dataclass
 class ModelConfig:
     llm: str = "tiny-llama"
-    """Backbone: preset (tiny-llama, tiny-qwen2, llama-7b, qwen2-7b: random init) or a local folder / hub id."""
+    """Backbone: smollm2-135m (real weights, see `ski-lvlm models list`), a preset (tiny-llama, tiny-qwen2,
+    llama-7b, qwen2-7b: random init), or a local folder / hub id."""
     tokenizer: str | None = None
     """Tokenizer folder/id; default: the LLM's own, or a BPE trained on the instruction text for presets."""
     tokenizer_vocab_size: int = 512
@@ -53,14 +54,20 @@ class ModelConfig:
     """auto: the tokenizer's chat template when it has one, else Vicuna v1.1 (same template at inference)."""
     system_prompt: str | None = None
     """System message; None = the template's default."""
-    projector_type: Literal["linear", "mlp2x_gelu"] = "linear"
+    projector_type: Literal["linear", "mlp2x_gelu", "std_linear", "std_mlp2x_gelu"] = "linear"
     """Video projector (linear = Video-ChatGPT / LLAVIDAL, mlp2x_gelu = LLaVA-1.5)."""
-    skeleton_projector_type: Literal["linear", "mlp2x_gelu"] = "linear"
+    skeleton_projector_type: Literal["linear", "mlp2x_gelu", "std_linear", "std_mlp2x_gelu"] = "linear"
     """Skeleton projector."""
     video_encoder: str = "clip:ski-tiny-ViT"
     """Frozen video tower: clip:ARCH[:PRETRAINED] (open_clip) or ski_vlm:FOLDER (a SKI-VLM run's image tower)."""
     skeleton_encoder: str | None = "random:tiny"
     """Skeleton features for injection: skeleton_clip:FOLDER, ski_vlm:FOLDER or random:PRESET; None = no skeletons."""
+    video_summary_tokens: int = 0
+    """Whole-clip summary tokens the video projector appends to the per-token rows (each sees all tokens at
+    once, as a linear probe does; ski_lvlm.models.lvlm.projector.SummaryProjector). 0 = Video-ChatGPT layout."""
+    video_layer: int = -2
+    """Which tower block's patch tokens feed the LLM (Video-ChatGPT: the penultimate, -2). A small tower
+    trained from scratch for the LVLM (ski-motion-CNN) holds the action best in its last block (-1)."""
     num_frames: int = 8
     """Frames sampled per video (Video-ChatGPT: 100)."""
     max_frames: int = 8
@@ -173,6 +180,10 @@ class TrainConfig:
     """Cosine floor as a fraction of lr."""
     grad_clip: float = 1.0
     """Gradient-norm clip (0 = off)."""
+    prealign_steps: int = 0
+    """Before the loop, fit the video projector so each training video's mean token lands on the mean word
+    embedding of its first answer (InfoNCE + MSE, no LLM pass; ski_lvlm.training.prealign). 0 = off.
+    A fresh model only (not with model.init_from)."""
     precision: Literal["auto", "fp32", "bf16"] = "auto"
     """auto = bf16 on CUDA, fp32 on CPU."""
     gradient_checkpointing: bool = False
@@ -337,7 +348,7 @@ class LvlmRecipe:
         else:
             try:
                 enc = load_video_encoder(m.video_encoder, frames=m.num_frames, max_frames=m.max_frames,
-                                         sampling=m.frame_sampling, device=self.device)
+                                         sampling=m.frame_sampling, layer=m.video_layer, device=self.device)
             except (ValueError, FileNotFoundError) as e:
                 raise UserError(f"model.video_encoder: {e}") from None
             self.video_encoder = enc
@@ -351,7 +362,7 @@ class LvlmRecipe:
                     m.llm, tokenizer=m.tokenizer, corpus=corpus, chat_template=m.chat_template,
                     skeleton_feature_dim=getattr(self, "skel_dim", 216),
                     num_skeleton_tokens=getattr(self, "skel_tokens", 75), projector_type=m.projector_type,
-                    skeleton_projector_type=m.skeleton_projector_type,
+                    skeleton_projector_type=m.skeleton_projector_type, video_summary_tokens=m.video_summary_tokens,
                     video_encoder={k: v for k, v in spec.items() if k not in ("pretrained", "seed")},
                     num_frames=m.num_frames,
                     frame_sampling=m.frame_sampling, max_frames=m.max_frames, max_length=m.max_length,
@@ -423,6 +434,63 @@ class LvlmRecipe:
             barrier()
             cache = FeatureCache(path)
         self.features = cache
+        self._fit_standardizers(cache)
+        self._prealign(cache)
+
+    def _prealign(self, cache) -> None:
+        import torch
+
+        from ski_lvlm.data.lvlm_dataset import record_key
+        from ski_lvlm.training.prealign import answer_embeddings, prealign_projector
+
+        steps = self.cfg.train.prealign_steps
+        if steps <= 0 or self.cfg.model.init_from:
+            return
+        feats, answers = [], []
+        for r in self.records:
+            turns = [t for t in r["conversations"] if t.get("from") in ("gpt", "assistant")]
+            try:
+                video = cache.get(record_key(r)).get("video")
+            except KeyError:
+                continue
+            if video is not None and turns:
+                feats.append(video.float())
+                answers.append(turns[0]["value"])
+        if not feats:
+            return
+        targets = answer_embeddings(answers, self.processor.tokenizer, self.model.get_input_embeddings())
+        losses = prealign_projector(self.model.video_projector, torch.stack(feats), targets, steps=steps,
+                                    seed=self.cfg.train.seed)
+        self.log(f"prealign: video projector fitted to {len(feats)} answers in {steps} steps "
+                 f"(loss {losses[0]:.3f} -> {losses[-1]:.3f})")
+
+    def _fit_standardizers(self, cache) -> None:
+        """Fit the ``std_*`` projectors' feature statistics on this run's training features (a fresh
+        model only: a model from ``model.init_from`` keeps the statistics it was trained with)."""
+        import torch
+
+        from ski_lvlm.data.lvlm_dataset import record_key
+        from ski_lvlm.models.lvlm.projector import FeatureStandardizer
+
+        if self.cfg.model.init_from:
+            return
+        from ski_lvlm.models.lvlm.projector import SummaryProjector
+
+        for name, proj in (("video", self.model.video_projector), ("skeleton", self.model.skeleton_projector)):
+            proj = proj.tokens if isinstance(proj, SummaryProjector) else proj
+            if not (isinstance(proj, torch.nn.Sequential) and isinstance(proj[0], FeatureStandardizer)):
+                continue
+            rows = []
+            for key in {record_key(r) for r in self.records}:
+                try:
+                    feats = cache.get(key)
+                except KeyError:
+                    continue
+                if name in feats:
+                    rows.append(feats[name].reshape(-1, feats[name].shape[-1]).float())
+            if rows:
+                proj[0].fit(torch.cat(rows))  # [sum rows, d]
+                self.log(f"{name} projector: feature statistics fitted on {len(rows)} training samples")
 
     def _build_data(self) -> None:
         from ski_lvlm.data.lvlm_dataset import LengthGroupedBatches, LvlmDataset
@@ -432,6 +500,7 @@ class LvlmRecipe:
         cfg = self.cfg
         try:
             self.dataset = LvlmDataset(self.records, self.processor, self.features, p_inject=cfg.data.p_inject,
+                                       video_summary_tokens=self.model.config.video_summary_tokens,
                                        seed=cfg.train.seed, skip_bad=cfg.data.skip_bad_samples,
                                        source=cfg.data.train_json)
         except LabelError as e:
@@ -526,6 +595,7 @@ class LvlmRecipe:
         from peft import prepare_model_for_kbit_training
         from transformers import AutoModelForCausalLM, BitsAndBytesConfig
 
+        from ski_lvlm.models.lvlm.modeling import fit_vocab
         from ski_lvlm.training.distributed import barrier
 
         base = self.model.config.llm_name_or_path
@@ -535,6 +605,7 @@ class LvlmRecipe:
                                   bnb_4bit_use_double_quant=True)
         device_map = {"": self.device.index or 0} if self.device.type == "cuda" else "cpu"
         llm = AutoModelForCausalLM.from_pretrained(base, quantization_config=qcfg, device_map=device_map)
+        fit_vocab(llm, self.model.config.text_config.vocab_size)  # the placeholder rows, as create_lvlm made them
         self.model.language_model = prepare_model_for_kbit_training(
             llm, use_gradient_checkpointing=self.cfg.train.gradient_checkpointing)
         self.model.language_model.requires_grad_(False)

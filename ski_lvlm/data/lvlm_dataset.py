@@ -82,6 +82,7 @@ class LvlmDataset(Dataset):
     seed: int = 0
     skip_bad: bool = False
     source: str = "<records>"
+    video_summary_tokens: int = 0  # rows the projector appends to the features (the processor counts them)
     items: list[_Item] = field(init=False, default_factory=list)
     skipped: list[SkippedSample] = field(init=False, default_factory=list)
     epoch: int = field(init=False, default=0)
@@ -116,9 +117,10 @@ class LvlmDataset(Dataset):
         feats = self._features(key) if (has_video or rec.get("skeleton_path")) else {}
         if has_video and "video" not in feats:
             raise KeyError(f"no video features for key {key!r} (video {rec.get('video_path')})")
-        if has_video and feats["video"].shape[0] != self.processor.num_video_tokens:
+        expected = self.processor.num_video_tokens - self.video_summary_tokens
+        if has_video and feats["video"].shape[0] != expected:
             raise ValueError(f"video features have {feats['video'].shape[0]} tokens, the processor expects "
-                             f"{self.processor.num_video_tokens}")
+                             f"{expected}")
         has_skeleton = "skeleton" in feats and self.p_inject > 0
         if has_skeleton and feats["skeleton"].shape[0] != self.processor.num_skeleton_tokens:
             raise ValueError(f"skeleton features have {feats['skeleton'].shape[0]} steps, the processor expects "

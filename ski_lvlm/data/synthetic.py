@@ -638,6 +638,14 @@ def write_annotations(root: Path, cfg: SyntheticConfig, clips: list[dict[str, An
     _write(root / "clips.csv", _csv_text(facts, [[c[k] for k in facts] for c in clips]))
 
     captions, qa, instr_train, instr_test, charades = {}, [], [], [], []
+    # the validation subjects' share of the training set, as caption/QA eval sets, for choosing settings
+    # without looking at the test subjects (train on instructions_train_fit.json, score Charades_v1_val.csv)
+    qa_val, instr_fit, charades_val = [], [], []
+
+    def charades_row(c: dict[str, Any], caps: list[str]) -> list[Any]:
+        return [c["name"], f"P{c['subject']:03d}", _cap(c["scene"]), 7, 7, "Yes", caps[0], ACTIONS[c["class"]].objects,
+                ";".join(caps), f"c{c['label']:03d} {c['action_start']:.2f} {c['action_end']:.2f}", f"{c['length']:.2f}"]
+
     for c in clips:
         rng = np.random.default_rng(np.random.SeedSequence([cfg.seed, CLASS_NAMES.index(c["class"]), c["subject"],
                                                             c["replication"], 1]))
@@ -654,20 +662,25 @@ def write_annotations(root: Path, cfg: SyntheticConfig, clips: list[dict[str, An
         if c["subject"] in held:
             instr_test.append(item)
             qa += [{"video_id": c["name"], "q": q, "a": ans} for q, ans in pairs]
-            a = ACTIONS[c["class"]]
-            charades.append([c["name"], f"P{c['subject']:03d}", _cap(c["scene"]), 7, 7, "Yes", caps[0], a.objects,
-                             ";".join(caps), f"c{c['label']:03d} {c['action_start']:.2f} {c['action_end']:.2f}",
-                             f"{c['length']:.2f}"])
+            charades.append(charades_row(c, caps))
         else:
             instr_train.append(item)
+            if c["subject"] in val_subjects:
+                qa_val += [{"video_id": c["name"], "q": q, "a": ans} for q, ans in pairs]
+                charades_val.append(charades_row(c, caps))
+            else:
+                instr_fit.append(item)
     _write(root / "captions.json", _json(captions))
     _write(root / "class_phrases.json", _json(class_phrases(classes)))
     _write(root / "qa.json", _json(qa))
     _write(root / "instructions_train.json", _json(instr_train))
     _write(root / "instructions_test.json", _json(instr_test))
-    _write(root / "Charades_v1_test.csv", _csv_text(
-        ["id", "subject", "scene", "quality", "relevance", "verified", "script", "objects", "descriptions", "actions",
-         "length"], charades))
+    header = ["id", "subject", "scene", "quality", "relevance", "verified", "script", "objects", "descriptions",
+              "actions", "length"]
+    _write(root / "Charades_v1_test.csv", _csv_text(header, charades))
+    _write(root / "Charades_v1_val.csv", _csv_text(header, charades_val))
+    _write(root / "qa_val.json", _json(qa_val))
+    _write(root / "instructions_train_fit.json", _json(instr_fit))
     counts = {k: len(v) for k, v in splits.items()}
     counts.update(clips=len(clips), captions=sum(len(v) for v in captions.values()), qa=len(qa),
                   instructions_train=len(instr_train), instructions_test=len(instr_test))

@@ -195,6 +195,18 @@ def caption_diversity(captions: Sequence[str | None]) -> dict[str, Any]:
             "top_caption_share": count / len(captions)}
 
 
+def out_of_vocabulary(captions: Sequence[str | None], references: Iterable[str]) -> dict[str, Any]:
+    """Share of generated words that no reference caption uses (a misspelt or invented word is a defect).
+
+    Words as :func:`words` splits them; the vocabulary is every word of every reference of the eval set.
+    """
+    vocabulary = {w for r in references for w in words(r)}
+    generated = [w for c in captions for w in words(c)]
+    unknown = Counter(w for w in generated if w not in vocabulary)
+    return {"oov_word_share": _share(sum(unknown.values()), len(generated)),
+            "oov_words": [w for w, _ in unknown.most_common(10)]}
+
+
 def reference_truth(references: Iterable[str], phrases: Phrases) -> tuple[str | None, str | None]:
     """(class, tempo) that the references agree on; None where they name none or disagree."""
     acts = {action_of(r, phrases) for r in references} - {None}

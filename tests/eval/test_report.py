@@ -216,3 +216,11 @@ def test_probe_runs_inside_eval_all(tmp_path):
     before = (run / "probe" / "lvlm_a" / "probe.json").stat().st_mtime_ns
     assert report.main(["--run", str(run), "--world", str(world), "--examples", "0"]) == 0
     assert (run / "probe" / "lvlm_a" / "probe.json").stat().st_mtime_ns == before
+
+
+def test_a_video_model_trained_on_every_class_is_not_in_the_zero_shot_table(tmp_path):
+    for name, novel in (("vifi_clip", "zsl_novel_test.csv"), ("lvlm_tower", "null")):
+        (tmp_path / name / "model").mkdir(parents=True)
+        (tmp_path / name / "model" / "model_config.json").write_text("{}")
+        (tmp_path / name / "config.yaml").write_text(f"data:\n  novel_csv: {novel}\n")
+    assert sorted(report.discover(tmp_path)["vlm"]) == ["vifi_clip"]

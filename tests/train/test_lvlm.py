@@ -213,3 +213,39 @@ def test_tiny_model_overfits_8_samples_and_generates_their_captions(tmp_path):
     inputs = proc(["Describe the video."] * len(videos))
     out = model.generate(**inputs, pixel_values_videos=frames, max_new_tokens=24, do_sample=False)
     assert proc.batch_decode(out[:, inputs["input_ids"].shape[1]:]) == CAPTIONS
+
+
+def test_standardising_projector_fits_on_the_training_features_and_travels_with_the_model(tmp_path, world):
+    run = tmp_path / "std"
+    assert main(["--config", "train/configs/lvlm/instruct_tiny.yaml", f"out={run}", f"data.train_json={world}",
+                 "model.projector_type=std_linear", "model.skeleton_projector_type=std_mlp2x_gelu",
+                 "train.deepspeed=null", "train.max_steps=2", "data.p_inject=1", *FAST]) == 0
+    from ski_lvlm.data.feature_cache import FeatureCache
+    from ski_lvlm.training.lvlm_checkpoint import load_lvlm
+
+    cache = FeatureCache(run / "features")
+    video = torch.cat([cache.get(k)["video"].float() for k in cache.ids()])  # [8 * n_v, d_v]
+    model, _ = load_lvlm(run / "final")
+    std = model.video_projector[0]
+    torch.testing.assert_close(std.mean, video.mean(0), rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(std.std, video.std(0).clamp_min(1e-4), rtol=1e-4, atol=1e-4)
+    standardised = std(video)
+    assert standardised.mean(0).abs().max() < 1e-3
+    skel = model.skeleton_projector[0]
+    assert not torch.equal(skel.mean, torch.zeros_like(skel.mean))  # fitted on the 7 skeleton files
+
+
+def test_summary_tokens_and_prealign_train_reload_and_generate(tmp_path, world, capsys):
+    run = tmp_path / "sum"
+    assert main(["--config", "train/configs/lvlm/instruct_tiny.yaml", f"out={run}", f"data.train_json={world}",
+                 "model.projector_type=std_linear", "model.video_summary_tokens=2", "train.prealign_steps=5",
+                 "train.deepspeed=null", "train.max_steps=2", *FAST]) == 0
+    assert "prealign: video projector fitted to 8 answers in 5 steps" in capsys.readouterr().out
+    from ski_lvlm.training.lvlm_checkpoint import load_lvlm
+
+    model, proc = load_lvlm(run / "final")
+    assert model.config.video_summary_tokens == 2 and proc.num_video_tokens == 4 + 16 + 2  # frames + patches + 2
+    inputs = proc("Describe the video.")
+    frames = torch.randint(0, 256, (1, 4, 3, 64, 64), dtype=torch.uint8)
+    out = model.generate(**inputs, pixel_values_videos=frames, max_new_tokens=2, do_sample=False)
+    assert out.shape[1] >= inputs["input_ids"].shape[1] + 1

@@ -14,9 +14,10 @@ from typing import Any
 from transformers import AutoConfig, PreTrainedConfig
 from transformers.configuration_utils import SubConfigSpec
 
+from ski_lvlm.models.lvlm.projector import PROJECTOR_TYPES
+
 __all__ = ["SkiLvlmConfig", "PROJECTOR_TYPES"]
 
-PROJECTOR_TYPES = ("linear", "mlp2x_gelu")
 
 
 class SkiLvlmConfig(PreTrainedConfig):
@@ -31,7 +32,10 @@ class SkiLvlmConfig(PreTrainedConfig):
         projector_type: ``linear`` (Video-ChatGPT/LLAVIDAL) or ``mlp2x_gelu`` (LLaVA-1.5).
         skeleton_projector_type: same choice for the skeleton projector.
         video_token_id / skeleton_token_id: ids of the ``<video>`` / ``<skeleton>`` placeholder tokens.
-        num_video_tokens: tokens per video (``max_frames + n_patch``; 100 + 256 = 356 for ViT-L/14).
+        num_video_tokens: tokens per video (``max_frames + n_patch``; 100 + 256 = 356 for ViT-L/14), plus
+            ``video_summary_tokens``.
+        video_summary_tokens: whole-clip summary tokens appended by the video projector (see
+            ``projector.SummaryProjector``); 0 = none (Video-ChatGPT / LLAVIDAL).
         num_skeleton_tokens: tokens per skeleton sequence (``T'`` of the skeleton encoder; 75 in SKI).
         video_encoder: frozen tower that turns frames into features, e.g.
             ``{"kind": "clip", "arch": "ViT-L-14", "pretrained": "openai", "layer": -2}``
@@ -54,6 +58,7 @@ class SkiLvlmConfig(PreTrainedConfig):
     video_token_id: int | None = None
     skeleton_token_id: int | None = None
     num_video_tokens: int = 356
+    video_summary_tokens: int = 0
     num_skeleton_tokens: int = 75
     video_encoder: dict | None = None
     num_frames: int = 100

@@ -29,7 +29,7 @@ from torch import nn
 from transformers import AutoModelForCausalLM, GenerationMixin, PreTrainedModel
 
 from ski_lvlm.models.lvlm.configuration import SkiLvlmConfig
-from ski_lvlm.models.lvlm.projector import build_projector
+from ski_lvlm.models.lvlm.projector import SummaryProjector, build_projector
 
 __all__ = ["SkiLvlmForConditionalGeneration", "SkiLvlmPreTrainedModel", "VideoTower", "fit_vocab"]
 
@@ -188,6 +188,10 @@ class SkiLvlmForConditionalGeneration(SkiLvlmPreTrainedModel, GenerationMixin):
         self.language_model = language_model
         d = config.text_config.hidden_size
         self.video_projector = build_projector(config.projector_type, config.video_feature_dim, d)
+        k = int(getattr(config, "video_summary_tokens", 0) or 0)
+        if k:
+            self.video_projector = SummaryProjector(self.video_projector, config.num_video_tokens - k, k,
+                                                    config.video_feature_dim, d)
         self.skeleton_projector = build_projector(config.skeleton_projector_type, config.skeleton_feature_dim, d)
         self.video_tower = VideoTower(config.video_encoder, config.max_frames) if config.video_encoder else None
         if self.video_tower is not None and self.video_tower.width != config.video_feature_dim:

@@ -115,6 +115,7 @@ def create_lvlm(
     video_feature_dim: int | None = None,
     skeleton_feature_dim: int = 216,
     num_video_tokens: int | None = None,
+    video_summary_tokens: int = 0,
     num_skeleton_tokens: int = 75,
     projector_type: str = "linear",
     skeleton_projector_type: str = "linear",
@@ -174,7 +175,7 @@ def create_lvlm(
     tower = VideoTower(video_encoder, max_frames) if video_encoder else None
     if tower is not None:
         video_feature_dim = video_feature_dim or tower.width
-        num_video_tokens = num_video_tokens or tower.num_tokens(num_frames)
+        num_video_tokens = num_video_tokens or tower.num_tokens(num_frames) + video_summary_tokens
     video_feature_dim = video_feature_dim or 1024
     num_video_tokens = num_video_tokens or 356
     processor = SkiLvlmProcessor(tok, chat_template=chat_template, num_video_tokens=num_video_tokens,
@@ -205,6 +206,7 @@ def create_lvlm(
         skeleton_feature_dim=skeleton_feature_dim, projector_type=projector_type,
         skeleton_projector_type=skeleton_projector_type, video_token_id=processor.video_token_id,
         skeleton_token_id=processor.skeleton_token_id, num_video_tokens=num_video_tokens,
+        video_summary_tokens=video_summary_tokens,
         num_skeleton_tokens=num_skeleton_tokens, video_encoder=video_encoder, num_frames=num_frames,
         frame_sampling=frame_sampling, max_frames=max_frames,
     )

@@ -95,3 +95,67 @@ def test_bad_manifests(split):
     (root / "j.csv").write_text(f"video_path,skeleton_path,label\n,{root / 'j17.npy'},0\n")
     with pytest.raises(UserError, match="17 joints"):
         ActionDataset(root / "j.csv", root / "classes.csv", with_video=False).check()
+
+
+# ------------------------------------------------------------------ mirroring and the decoded-clip cache
+def test_mirror_class_map_swaps_sides_and_leaves_out_sided_classes_without_a_partner():
+    from ski_lvlm.data.action_dataset import mirror_class_map
+
+    names = ["wave left hand", "wave right hand", "clap", "point with right hand", "drink water"]
+    assert mirror_class_map(names) == {0: 1, 1: 0, 2: 2, 4: 4}
+
+
+def test_mirror_text_keeps_capitals_and_whole_words():
+    from ski_lvlm.data.action_dataset import mirror_text
+
+    assert mirror_text("Right: waves their left hand, brightly to the right.") == \
+        "Left: waves their right hand, brightly to the left."
+
+
+def test_mirror_skeleton_negates_x_swaps_joints_and_is_an_involution():
+    from ski_lvlm.data.action_dataset import mirror_skeleton
+
+    x = np.random.default_rng(0).normal(size=(3, 4, 25, 2)).astype(np.float32)
+    m = mirror_skeleton(x)
+    np.testing.assert_array_equal(m[0, :, 8], -x[0, :, 4])  # left shoulder <- right shoulder, x negated
+    np.testing.assert_array_equal(m[1:, :, 8], x[1:, :, 4])
+    np.testing.assert_array_equal(m[:, :, 0], x[:, :, 0] * np.array([-1, 1, 1]).reshape(3, 1, 1))  # spine
+    np.testing.assert_array_equal(mirror_skeleton(m), x)
+
+
+def test_mirror_flips_video_and_relabels_about_half_the_items(tmp_path):
+    frames = np.zeros((4, 32, 32, 3), np.uint8)
+    frames[:, :, :8] = 255  # a bright band on the left edge
+    write_video(tmp_path / "v.mp4", frames, fps=10)
+    (tmp_path / "classes.csv").write_text("id,name\n0,wave left hand\n1,wave right hand\n2,point with right hand\n")
+    (tmp_path / "split.csv").write_text("video_path,skeleton_path,label\nv.mp4,,0\nv.mp4,,2\n")
+    kw = dict(num_frames=2, image_size=32, with_skeleton=False)
+    plain = ActionDataset(tmp_path / "split.csv", tmp_path / "classes.csv", **kw)
+    mirror = ActionDataset(tmp_path / "split.csv", tmp_path / "classes.csv", mirror=True, **kw)
+    flipped = 0
+    for epoch in range(10):
+        plain.set_epoch(epoch)
+        mirror.set_epoch(epoch)
+        a, b = plain[1], mirror[1]  # "point with right hand" has no left partner: never flipped
+        assert b["label"] == 2
+        torch.testing.assert_close(a["video"], b["video"])
+        a, b = plain[0], mirror[0]
+        if b["label"] == 1:  # relabelled "wave right hand" <=> the video is mirrored
+            torch.testing.assert_close(b["video"], a["video"].flip(-1))
+            assert not torch.equal(a["video"], b["video"])
+            flipped += 1
+        else:
+            torch.testing.assert_close(a["video"], b["video"])
+    assert 0 < flipped < 10
+
+
+def test_cached_frames_equal_decoded_frames(split):
+    root, _ = split
+    kw = dict(num_frames=3, image_size=32, with_skeleton=False, sampling="random_segment")
+    decoded = ActionDataset(root / "split.csv", root / "classes.csv", **kw)
+    cached = ActionDataset(root / "split.csv", root / "classes.csv", cache_frames=True, **kw)
+    for epoch in range(3):
+        decoded.set_epoch(epoch)
+        cached.set_epoch(epoch)
+        torch.testing.assert_close(decoded[0]["video"], cached[0]["video"], rtol=0, atol=0)
+    assert len(cached._frames) == 1

@@ -312,3 +312,24 @@ def test_class_phrases_read_the_worlds_own_language(world):
     qa = json.loads((world / "qa.json").read_text())
     r = closed_qa_accuracy([{"question": q["q"], "prediction": q["a"], "answer": q["a"]} for q in qa], ph)
     assert r["accuracy"] == 1.0 and r["n_unscored"] == 0 and "tempo" in r["per_type"]
+
+
+def test_validation_split_is_made_of_training_subjects_only(tmp_path):
+    from ski_lvlm.data.synthetic import validation_subjects
+
+    assert held_out_subjects(9) == [3, 6, 9] and validation_subjects(9) == [4, 8]
+    assert validation_subjects(2) == []
+    out = tmp_path / "w"
+    generate_world(tiny_cfg(out, classes=TINY[:2], subjects=9, replications=1, videos=False), progress=False)
+
+    def subjects(rows, key="video_path"):
+        return {int(re.search(r"P(\d{3})", r[key]).group(1)) for r in rows}
+
+    fit, val = read_csv(out / "train_fit.csv"), read_csv(out / "train_val.csv")
+    assert subjects(val) == {4, 8} and subjects(fit) == {1, 2, 5, 7}
+    assert len(fit) + len(val) == len(read_csv(out / "train.csv"))
+    assert subjects(read_csv(out / "Charades_v1_val.csv"), "id") == {4, 8}
+    fit_ids = {r["id"] for r in json.loads((out / "instructions_train_fit.json").read_text())}
+    assert subjects([{"id": i} for i in fit_ids], "id") == {1, 2, 5, 7}
+    qa_val = json.loads((out / "qa_val.json").read_text())
+    assert subjects([{"id": q["video_id"]} for q in qa_val], "id") == {4, 8}

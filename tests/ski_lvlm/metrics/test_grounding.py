@@ -129,3 +129,12 @@ def test_bad_phrase_file(tmp_path):
 def test_the_other_side_is_another_action(ph):
     assert action_of("A person drinks water with their left hand.", ph) is None  # the world drinks with the right
     assert action_of("A person drinks water with their right hand.", ph) == "drink water"
+
+
+def test_out_of_vocabulary_share_counts_words_no_reference_uses():
+    from ski_lvlm.metrics.grounding import out_of_vocabulary
+
+    refs = ["A person waves their left hand.", "Someone claps quickly."]
+    got = out_of_vocabulary(["A person squssshes their hand.", "Someone claps."], refs)
+    assert got["oov_word_share"] == 1 / 7 and got["oov_words"] == ["squssshes"]
+    assert out_of_vocabulary([], refs)["oov_word_share"] is None

@@ -113,3 +113,38 @@ def test_minilm_ranks_drinking_from_a_cup_closer_to_drink_water_than_kicking():
         emb = F.normalize(clip.text.pooler(clip.text.transformer(input_ids=tokens, attention_mask=mask), mask), dim=-1)
     sims = emb @ emb.t()  # [3, 3]
     assert sims[0, 1] > sims[0, 2] + 0.2, sims
+
+
+# ------------------------------------------------------------------ motion crop and the CNN tower
+def test_motion_crop_centres_and_enlarges_a_small_moving_blob():
+    from ski_lvlm.models.clip_towers import apply_frame_input
+
+    video = torch.zeros(1, 6, 3, 32, 32)
+    for i in range(6):
+        video[0, i, :, 2 + i % 2: 6 + i % 2, 2:6] = 1.0  # a 4-px blob bobbing in the top-left corner
+    out = apply_frame_input(video, "motion_crop")
+    assert out.shape == video.shape
+    energy = out[0].sum(dim=(0, 1))  # [H, W]
+    ys, xs = torch.nonzero(energy > 0.1 * energy.max(), as_tuple=True)
+    assert abs(ys.float().mean().item() - 15.5) < 3 and abs(xs.float().mean().item() - 15.5) < 3  # centred
+    assert (ys.max() - ys.min()) >= 12  # enlarged from 5 rows
+    rms = out.pow(2).mean().sqrt()
+    assert abs(rms.item() - 1.0) < 1e-4  # unit RMS per clip
+    assert torch.equal(apply_frame_input(torch.ones(2, 5, 3, 8, 8), "motion_crop"), torch.zeros(2, 5, 3, 8, 8))
+
+
+def test_cnn_tower_gives_clip_shaped_outputs_and_layer_tokens():
+    from ski_lvlm.models.clip_towers import clip_image_stats, create_clip, frame_features, get_tokenizer
+
+    clip = create_clip("ski-motion-CNN")
+    assert clip_image_stats(clip)[2] == 48
+    x = torch.randn(5, 3, 48, 48)
+    for layer in (-1, -2):
+        pooled, tokens = frame_features(clip.visual, x, layer=layer)
+        assert pooled.shape == (5, 64) and tokens.shape == (5, 9, clip.visual.transformer.width)
+    with pytest.raises(ValueError, match="token width"):
+        frame_features(clip.visual, x, layer=-3)
+    text = clip.encode_text(get_tokenizer("ski-motion-CNN")(["a video of a person clap."]))
+    assert text.shape == (1, 64)
+    with pytest.raises(ValueError, match="no open_clip pretrained"):
+        create_clip("ski-motion-CNN", pretrained="openai")

@@ -23,6 +23,10 @@ ANSWERS = ["A person waves their right hand.", "Yes, twice."]
 CONV = [{"from": "human", "value": "<video>\nDescribe the video."}, {"from": "gpt", "value": ANSWERS[0]},
         {"from": "human", "value": "Did they wave more than once?"}, {"from": "gpt", "value": ANSWERS[1]}]
 
+# instruct_smol.yaml names the quickstart's trained towers; tests use a random tiny tower and skeleton encoder
+TINY_ENCODERS = ["model.video_encoder=clip:ski-tiny-ViT", "model.skeleton_encoder=random:tiny", "model.video_layer=-2",
+                 "train.prealign_steps=20"]
+
 
 def spans(ex):
     """Token ids of each contiguous labelled run."""
@@ -135,15 +139,15 @@ def test_train_lvlm_export_and_caption_with_a_registry_name(smol_name, tmp_path)
     world = make_world(tmp_path / "world", multi_turn=True)
     run = tmp_path / "run"
     assert train_main(["--config", "train/configs/lvlm/instruct_smol.yaml", f"out={run}", f"data.train_json={world}",
-                       f"model.llm={smol_name}", "train.max_steps=2", "train.batch_size=4", *FAST]) == 0
+                       f"model.llm={smol_name}", "train.max_steps=2", "train.batch_size=4", *TINY_ENCODERS, *FAST]) == 0
     cfg = json.loads((run / "final" / "config.json").read_text())
     assert cfg["llm_name_or_path"] == str((tmp_path / "home" / "models" / "smollm2-135m").resolve())
     assert not (run / "base_llm").exists() and not (run / "final" / "model.safetensors").exists()
     assert export_main(["--run", str(run), "--out", str(tmp_path / "export")]) == 0  # includes the reload check
     model, proc = load_exported(tmp_path / "export")
     inputs = proc("Describe the video.")
-    out = model.generate(**inputs, video_features=torch.randn(1, model.config.num_video_tokens,
-                                                              model.config.video_feature_dim),
+    n_v = model.config.num_video_tokens - model.config.video_summary_tokens  # the projector adds the summary rows
+    out = model.generate(**inputs, video_features=torch.randn(1, n_v, model.config.video_feature_dim),
                          max_new_tokens=3, do_sample=False)
     assert out.shape[1] > inputs["input_ids"].shape[1]
 
@@ -154,7 +158,7 @@ def test_bad_llm_names_exit_2_with_the_fix(tmp_path, monkeypatch, capsys):
 
     world = make_world(tmp_path / "world", n=2)
     common = ["--config", "train/configs/lvlm/instruct_smol.yaml", f"data.train_json={world}", "model.num_frames=4",
-              "model.max_frames=4", "model.skeleton_frames=32"]
+              "model.max_frames=4", "model.skeleton_frames=32", *TINY_ENCODERS]
     assert main([*common, f"out={tmp_path / 'a'}", "model.llm=smollm-135m"]) == 2
     assert "Did you mean 'smollm2-135m'? See `ski-lvlm models list`" in capsys.readouterr().err
     real = importlib.util.find_spec
@@ -239,7 +243,7 @@ def test_train_lvlm_smoke_on_smollm2(smollm2, tmp_path):
     world = make_world(tmp_path / "world", multi_turn=True)
     run = tmp_path / "run"
     assert main(["--config", "train/configs/lvlm/instruct_smol.yaml", f"out={run}", f"data.train_json={world}",
-                 f"model.llm={smollm2}", "train.max_steps=2", "data.max_samples=8", *FAST]) == 0
+                 f"model.llm={smollm2}", "train.max_steps=2", "data.max_samples=8", *TINY_ENCODERS, *FAST]) == 0
     log = [json.loads(x) for x in (run / "train_log.jsonl").read_text().splitlines()]
     assert len(log) == 2 and all(0 < r["loss"] < 20 for r in log)
     assert json.loads((run / "final" / "config.json").read_text())["llm_name_or_path"] == str(Path(smollm2).resolve())
@@ -248,7 +252,7 @@ def test_train_lvlm_smoke_on_smollm2(smollm2, tmp_path):
     lm = model.language_model
     assert lm.lm_head.weight is lm.model.embed_tokens.weight and lm.config.vocab_size == len(proc.tokenizer)
     inputs = proc("Describe the video.")
-    out = model.generate(**inputs, video_features=torch.randn(1, model.config.num_video_tokens,
-                                                              model.config.video_feature_dim),
+    n_v = model.config.num_video_tokens - model.config.video_summary_tokens  # the projector adds the summary rows
+    out = model.generate(**inputs, video_features=torch.randn(1, n_v, model.config.video_feature_dim),
                          max_new_tokens=6, do_sample=False)
     assert proc.decode(out[0, inputs["input_ids"].shape[1]:]).strip()
