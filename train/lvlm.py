@@ -481,7 +481,7 @@ class LvlmRecipe:
             if not (isinstance(proj, torch.nn.Sequential) and isinstance(proj[0], FeatureStandardizer)):
                 continue
             rows = []
-            for key in {record_key(r) for r in self.records}:
+            for key in sorted({record_key(r) for r in self.records}):  # fixed order: same float sums on resume
                 try:
                     feats = cache.get(key)
                 except KeyError:
