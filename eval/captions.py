@@ -235,22 +235,13 @@ def find_video(videos_dir: Path, video_id: str) -> Path | None:
 # generation
 # --------------------------------------------------------------------------------------------------
 def read_predictions(path: Path) -> dict[str, dict]:
-    """Finished items of ``predictions.jsonl``; a torn last line (killed mid-write) is ignored."""
-    out: dict[str, dict] = {}
-    if not path.is_file():
-        return out
-    lines = path.read_text(encoding="utf-8").splitlines()
-    for n, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError:
-            if n == len(lines):  # the write that was interrupted
-                continue
-            raise UserError(f"{path}:{n}: invalid JSON line (remove it to continue)") from None
-        out[str(rec["id"])] = rec
-    return out
+    """Finished items of ``predictions.jsonl`` (:func:`ski_lvlm.metrics.scores.read_predictions`)."""
+    from ski_lvlm.metrics.scores import read_predictions as read
+
+    try:
+        return read(path)
+    except ValueError as e:
+        raise UserError(str(e)) from None
 
 
 def generate_batch(model, processor, prompts: Sequence[str], video_features, max_new_tokens: int) -> list[str]:

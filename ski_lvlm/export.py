@@ -118,8 +118,7 @@ def _probe_inputs(model: nn.Module, processor: Any, seed: int) -> dict[str, torc
         inputs["pixel_values_videos"] = torch.randint(0, 256, (b, cfg.num_frames, 3, size + 6, size + 6),
                                                       generator=g, dtype=torch.uint8)
     else:
-        n_v = cfg.num_video_tokens - getattr(cfg, "video_summary_tokens", 0)  # the projector adds the summary rows
-        inputs["video_features"] = torch.randn(b, n_v, cfg.video_feature_dim, generator=g)
+        inputs["video_features"] = torch.randn(b, cfg.num_video_feature_tokens, cfg.video_feature_dim, generator=g)
     return inputs
 
 

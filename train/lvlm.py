@@ -470,15 +470,13 @@ class LvlmRecipe:
         import torch
 
         from ski_lvlm.data.lvlm_dataset import record_key
-        from ski_lvlm.models.lvlm.projector import FeatureStandardizer
+        from ski_lvlm.models.lvlm.projector import standardizer_of
 
         if self.cfg.model.init_from:
             return
-        from ski_lvlm.models.lvlm.projector import SummaryProjector
-
         for name, proj in (("video", self.model.video_projector), ("skeleton", self.model.skeleton_projector)):
-            proj = proj.tokens if isinstance(proj, SummaryProjector) else proj
-            if not (isinstance(proj, torch.nn.Sequential) and isinstance(proj[0], FeatureStandardizer)):
+            std = standardizer_of(proj)
+            if std is None:
                 continue
             rows = []
             for key in sorted({record_key(r) for r in self.records}):  # fixed order: same float sums on resume
@@ -489,7 +487,7 @@ class LvlmRecipe:
                 if name in feats:
                     rows.append(feats[name].reshape(-1, feats[name].shape[-1]).float())
             if rows:
-                proj[0].fit(torch.cat(rows))  # [sum rows, d]
+                std.fit(torch.cat(rows))  # [sum rows, d]
                 self.log(f"{name} projector: feature statistics fitted on {len(rows)} training samples")
 
     def _build_data(self) -> None:

@@ -35,8 +35,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-__all__ = ["RunScores", "read_scores", "write_scores", "caption_clip_scores", "load_run", "seed_from_path",
-           "SCORES_FILE"]
+__all__ = ["RunScores", "read_scores", "write_scores", "read_predictions", "caption_clip_scores", "load_run",
+           "seed_from_path", "SCORES_FILE"]
 
 SCORES_FILE = "scores.jsonl"
 _SEED_IN_PATH = re.compile(r"(?:^|[^a-z0-9])seed[_-]?(\d+)(?![0-9])", re.IGNORECASE)
@@ -176,8 +176,15 @@ def caption_clip_scores(records: Iterable[Mapping[str, Any]], phrases) -> list[d
     return [row for row in rows.values() if len(row) > 1]
 
 
-def _read_jsonl_records(path: Path) -> list[dict]:
-    """The records of ``predictions.jsonl``; a torn last line is ignored, a later line of an id wins (retries)."""
+def read_predictions(path: str | Path, required: tuple[str, ...] = ("id",)) -> dict[str, dict]:
+    """The records of a ``predictions.jsonl`` by id (none when the file is missing).
+
+    A torn last line (a run killed mid-write) is ignored and a later line of an id wins (retries); any
+    other bad line is a ``ValueError`` naming the file and line, as is a record without the ``required`` keys.
+    """
+    path = Path(path)
+    if not path.is_file():
+        return {}
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as e:
@@ -189,13 +196,13 @@ def _read_jsonl_records(path: Path) -> list[dict]:
         try:
             rec = json.loads(line)
         except json.JSONDecodeError:
-            if n == len(lines):
+            if n == len(lines):  # the write that was interrupted
                 continue
-            raise ValueError(f"{path}:{n}: invalid JSON line") from None
-        if not isinstance(rec, dict) or "id" not in rec or "video_id" not in rec:
-            raise ValueError(f"{path}:{n}: not a prediction record (needs id and video_id)")
+            raise ValueError(f"{path}:{n}: invalid JSON line (remove it to continue)") from None
+        if not isinstance(rec, dict) or any(k not in rec for k in required):
+            raise ValueError(f"{path}:{n}: not a prediction record (needs {' and '.join(required)})")
         out[str(rec["id"])] = rec
-    return list(out.values())
+    return out
 
 
 def _caption_run(folder: Path, phrases_path: str | Path | None) -> dict[str, dict[str, float]]:
@@ -211,7 +218,8 @@ def _caption_run(folder: Path, phrases_path: str | Path | None) -> dict[str, dic
             raise ValueError(f"{folder}: a caption evaluation without class phrases (results.json names none); "
                              "give the class_phrases.json of its eval set")
     phrases = load_phrases(phrases_path)
-    rows = caption_clip_scores(_read_jsonl_records(folder / "predictions.jsonl"), phrases)
+    records = read_predictions(folder / "predictions.jsonl", required=("id", "video_id")).values()
+    rows = caption_clip_scores(records, phrases)
     scores: dict[str, dict[str, float]] = {}
     for row in rows:
         for key, value in row.items():

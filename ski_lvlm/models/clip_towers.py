@@ -79,44 +79,52 @@ def create_clip(arch: str = "ViT-B-16", pretrained: str | None = None, device: s
     _register()
     if pretrained and Path(pretrained).suffix and not Path(pretrained).exists():
         raise FileNotFoundError(f"CLIP checkpoint not found: {pretrained}")
-    if (_CONV_DIR / f"{arch}.json").is_file():
-        return _create_conv_clip(arch, pretrained, text_encoder, text_pretrained).to(device)
+    conv = _conv_config(arch)
+    if conv is not None:
+        return _create_conv_clip(arch, conv, pretrained, text_encoder, text_pretrained).to(device)
     if text_encoder == "clip":
         return open_clip.create_model(arch, pretrained=pretrained or None, device=device)
     cfg = open_clip.get_model_config(arch)
     if cfg is None:
         raise ValueError(f"unknown open_clip architecture {arch!r}")
-    folder = text_encoder_folder(text_encoder)
-    text_cfg = {"hf_model_name": folder, "hf_tokenizer_name": folder, "hf_model_pretrained": text_pretrained,
-                "hf_proj_type": "linear", "hf_pooler_type": "mean_pooler", "context_length": HF_CONTEXT_LENGTH}
-    model = open_clip.CustomTextCLIP(cfg["embed_dim"], cfg["vision_cfg"], text_cfg,
+    model = open_clip.CustomTextCLIP(cfg["embed_dim"], cfg["vision_cfg"], _hf_text_cfg(text_encoder, text_pretrained),
                                      quick_gelu=cfg.get("quick_gelu", False))
     if pretrained:  # the image tower of that CLIP checkpoint; its CLIP text tower is not used
         model.visual.load_state_dict(open_clip.create_model(arch, pretrained=pretrained).visual.state_dict())
     return model.to(device)
 
 
-def _create_conv_clip(arch: str, pretrained: str | None, text_encoder: str, text_pretrained: bool) -> nn.Module:
+def _hf_text_cfg(text_encoder: str, text_pretrained: bool) -> dict:
+    """open_clip ``text_cfg`` of a Hugging Face text tower: mean pooling, then a new linear projection."""
+    folder = text_encoder_folder(text_encoder)
+    return {"hf_model_name": folder, "hf_tokenizer_name": folder, "hf_model_pretrained": text_pretrained,
+            "hf_proj_type": "linear", "hf_pooler_type": "mean_pooler", "context_length": HF_CONTEXT_LENGTH}
+
+
+def _conv_config(arch: str) -> dict | None:
+    """The JSON of a CNN image-tower architecture (``model_configs/conv/ARCH.json``), or None."""
+    import json
+
+    path = _CONV_DIR / f"{arch}.json"
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+
+def _create_conv_clip(arch: str, cfg: dict, pretrained: str | None, text_encoder: str, text_pretrained: bool
+                      ) -> nn.Module:
     """An open_clip model whose image tower is a :class:`~ski_lvlm.models.conv_tower.ConvVisual`.
 
     open_clip builds the text tower (CLIP or Hugging Face) from a one-block placeholder image tower, which
     is then replaced; weights come from a full checkpoint of this toolkit, never from an open_clip tag.
     """
-    import json
-
     from ski_lvlm.models.conv_tower import ConvVisual
 
     if pretrained:
         raise ValueError(f"{arch}: a CNN tower has no open_clip pretrained weights (got pretrained={pretrained!r})")
-    cfg = json.loads((_CONV_DIR / f"{arch}.json").read_text(encoding="utf-8"))
     placeholder = {"image_size": 16, "layers": 1, "width": 32, "head_width": 32, "patch_size": 16}
     if text_encoder == "clip":
         model = open_clip.CLIP(cfg["embed_dim"], placeholder, cfg["text_cfg"])
     else:
-        folder = text_encoder_folder(text_encoder)
-        text_cfg = {"hf_model_name": folder, "hf_tokenizer_name": folder, "hf_model_pretrained": text_pretrained,
-                    "hf_proj_type": "linear", "hf_pooler_type": "mean_pooler", "context_length": HF_CONTEXT_LENGTH}
-        model = open_clip.CustomTextCLIP(cfg["embed_dim"], placeholder, text_cfg)
+        model = open_clip.CustomTextCLIP(cfg["embed_dim"], placeholder, _hf_text_cfg(text_encoder, text_pretrained))
     model.visual = ConvVisual(embed_dim=cfg["embed_dim"], **cfg["conv_cfg"])
     return model
 
@@ -158,12 +166,10 @@ def lock_text_body(clip: nn.Module, unlocked_layers: int = 0) -> None:
 def get_tokenizer(arch: str = "ViT-B-16", text_encoder: str = "clip"):
     """The tokenizer of a text tower: open_clip's for ``arch`` (CLIP BPE, bundled) or the HF model's own."""
     _register()
-    if text_encoder == "clip" and (_CONV_DIR / f"{arch}.json").is_file():
-        import json
-
-        context = json.loads((_CONV_DIR / f"{arch}.json").read_text(encoding="utf-8"))["text_cfg"]["context_length"]
-        return open_clip.tokenizer.SimpleTokenizer(context_length=context)
     if text_encoder == "clip":
+        conv = _conv_config(arch)
+        if conv is not None:  # open_clip does not know the CNN archs: their CLIP BPE at their context length
+            return open_clip.tokenizer.SimpleTokenizer(context_length=conv["text_cfg"]["context_length"])
         return open_clip.get_tokenizer(arch)
     return open_clip.tokenizer.HFTokenizer(text_encoder_folder(text_encoder), context_length=HF_CONTEXT_LENGTH)
 

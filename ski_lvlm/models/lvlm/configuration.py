@@ -83,3 +83,8 @@ class SkiLvlmConfig(PreTrainedConfig):
         # generation utilities that look at the top-level config see the same value.
         if not self.tie_word_embeddings and getattr(self.text_config, "tie_word_embeddings", False):
             self.tie_word_embeddings = True
+
+    @property
+    def num_video_feature_tokens(self) -> int:
+        """Rows of tower features per video: the placeholders minus the summary rows the projector adds."""
+        return self.num_video_tokens - self.video_summary_tokens

@@ -188,10 +188,9 @@ class SkiLvlmForConditionalGeneration(SkiLvlmPreTrainedModel, GenerationMixin):
         self.language_model = language_model
         d = config.text_config.hidden_size
         self.video_projector = build_projector(config.projector_type, config.video_feature_dim, d)
-        k = int(getattr(config, "video_summary_tokens", 0) or 0)
-        if k:
-            self.video_projector = SummaryProjector(self.video_projector, config.num_video_tokens - k, k,
-                                                    config.video_feature_dim, d)
+        if config.video_summary_tokens:
+            self.video_projector = SummaryProjector(self.video_projector, config.num_video_feature_tokens,
+                                                    config.video_summary_tokens, config.video_feature_dim, d)
         self.skeleton_projector = build_projector(config.skeleton_projector_type, config.skeleton_feature_dim, d)
         self.video_tower = VideoTower(config.video_encoder, config.max_frames) if config.video_encoder else None
         if self.video_tower is not None and self.video_tower.width != config.video_feature_dim:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-__all__ = ["build_projector", "FeatureStandardizer", "SummaryProjector", "PROJECTOR_TYPES"]
+__all__ = ["build_projector", "FeatureStandardizer", "SummaryProjector", "standardizer_of", "PROJECTOR_TYPES"]
 
 PROJECTOR_TYPES = ("linear", "mlp2x_gelu", "std_linear", "std_mlp2x_gelu")
 
@@ -74,15 +74,22 @@ class SummaryProjector(nn.Module):
     def __init__(self, tokens: nn.Module, num_in: int, num_summary: int, in_dim: int, out_dim: int):
         super().__init__()
         self.tokens = tokens
-        self.num_in, self.num_summary = num_in, num_summary
+        self.num_summary = num_summary
         self.summary = nn.Sequential(nn.Linear(num_in * in_dim, out_dim), nn.GELU(),
                                      nn.Linear(out_dim, num_summary * out_dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         per_token = self.tokens(x)  # [b, n, d]
-        flat = x
-        first = self.tokens[0] if isinstance(self.tokens, nn.Sequential) else None
-        if isinstance(first, FeatureStandardizer):
-            flat = first(x)  # the summary reads the standardised features too
+        std = standardizer_of(self.tokens)
+        flat = x if std is None else std(x)  # the summary reads the standardised features too
         summary = self.summary(flat.flatten(1)).view(x.shape[0], self.num_summary, -1)  # [b, k, d]
         return torch.cat([per_token, summary], dim=1)  # [b, n + k, d]
+
+
+def standardizer_of(projector: nn.Module) -> FeatureStandardizer | None:
+    """The :class:`FeatureStandardizer` a projector applies first (``std_*`` types, inside a summary
+    projector too), or None."""
+    if isinstance(projector, SummaryProjector):
+        projector = projector.tokens
+    first = projector[0] if isinstance(projector, nn.Sequential) else None
+    return first if isinstance(first, FeatureStandardizer) else None

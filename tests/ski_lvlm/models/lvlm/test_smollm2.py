@@ -146,8 +146,8 @@ def test_train_lvlm_export_and_caption_with_a_registry_name(smol_name, tmp_path)
     assert export_main(["--run", str(run), "--out", str(tmp_path / "export")]) == 0  # includes the reload check
     model, proc = load_exported(tmp_path / "export")
     inputs = proc("Describe the video.")
-    n_v = model.config.num_video_tokens - model.config.video_summary_tokens  # the projector adds the summary rows
-    out = model.generate(**inputs, video_features=torch.randn(1, n_v, model.config.video_feature_dim),
+    out = model.generate(**inputs, video_features=torch.randn(1, model.config.num_video_feature_tokens,
+                                                              model.config.video_feature_dim),
                          max_new_tokens=3, do_sample=False)
     assert out.shape[1] > inputs["input_ids"].shape[1]
 
@@ -252,7 +252,7 @@ def test_train_lvlm_smoke_on_smollm2(smollm2, tmp_path):
     lm = model.language_model
     assert lm.lm_head.weight is lm.model.embed_tokens.weight and lm.config.vocab_size == len(proc.tokenizer)
     inputs = proc("Describe the video.")
-    n_v = model.config.num_video_tokens - model.config.video_summary_tokens  # the projector adds the summary rows
-    out = model.generate(**inputs, video_features=torch.randn(1, n_v, model.config.video_feature_dim),
+    out = model.generate(**inputs, video_features=torch.randn(1, model.config.num_video_feature_tokens,
+                                                              model.config.video_feature_dim),
                          max_new_tokens=6, do_sample=False)
     assert proc.decode(out[0, inputs["input_ids"].shape[1]:]).strip()
