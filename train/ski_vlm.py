@@ -95,7 +95,8 @@ class DataConfig:
     """DataLoader worker processes (video decoding runs there)."""
     cache_frames: bool = False
     """Keep each training clip's decoded frames in memory after the first epoch (same frames, no decoding
-    every epoch; about half the wall time of the tiny CPU runs). For short clips: a clip holds all its frames."""
+    every epoch: measured here 9 ms per 8-frame synthetic clip, so about 40 s saved over 20 epochs of 240
+    clips). For short clips: a clip holds all its frames."""
     mirror: bool = False
     """Training augmentation: flip half the clips left-right and relabel the sided classes ("wave left hand"
     <-> "wave right hand"; clips of a sided class without a counterpart are never flipped). The skeleton
