@@ -65,6 +65,10 @@ class ModelConfig:
     video_summary_tokens: int = 0
     """Whole-clip summary tokens the video projector appends to the per-token rows (each sees all tokens at
     once, as a linear probe does; ski_lvlm.models.lvlm.projector.SummaryProjector). 0 = Video-ChatGPT layout."""
+    tower_trainable: Literal["frozen", "lora", "full"] = "frozen"
+    """Whether the LVLM's loss trains the video tower: frozen (features cached once), lora (rank-8 adapters on
+    every Linear/Conv2d of the tower, merged into its weights when saved) or full. Trainable towers decode
+    each training clip once and keep its frames in memory; the tower learns at train.lr (README)."""
     video_layer: int = -2
     """Which tower block's patch tokens feed the LLM (Video-ChatGPT: the penultimate, -2). A small tower
     trained from scratch for the LVLM (ski-motion-CNN) holds the action best in its last block (-1)."""
@@ -93,6 +97,8 @@ class ModelConfig:
             out.append(f"init_from: folder not found: {self.init_from}")
         if self.mm_projector and not Path(self.mm_projector).is_file():
             out.append(f"mm_projector: file not found: {self.mm_projector}")
+        if self.tower_trainable not in ("frozen", "lora", "full"):
+            out.append(f"tower_trainable: frozen, lora or full (got {self.tower_trainable!r})")
         return out
 
 
@@ -184,6 +190,9 @@ class TrainConfig:
     """Before the loop, fit the video projector so each training video's mean token lands on the mean word
     embedding of its first answer (InfoNCE + MSE, no LLM pass; ski_lvlm.training.prealign). 0 = off.
     A fresh model only (not with model.init_from)."""
+    prealign_target: Literal["mean", "words"] = "mean"
+    """What pre-alignment fits: ``mean`` = the summary tokens' mean to the answer's mean word embedding;
+    ``words`` = summary token i to the answer's i-th most distinctive token (needs summary tokens; README)."""
     precision: Literal["auto", "fp32", "bf16"] = "auto"
     """auto = bf16 on CUDA, fp32 on CPU."""
     gradient_checkpointing: bool = False
@@ -238,6 +247,9 @@ class LvlmRecipeConfig:
             out.append("data.p_inject: skeleton injection needs model.skeleton_encoder (or set data.p_inject=0)")
         if self.train.llm_adapter == "qlora" and self.train.deepspeed and "zero3" in Path(self.train.deepspeed).name:
             out.append("train.deepspeed: QLoRA works with ZeRO-2 (4-bit weights cannot be sharded by ZeRO-3)")
+        if self.train.prealign_target == "words" and self.model.video_summary_tokens < 1:
+            out.append("train.prealign_target: 'words' fits one word per summary token; set "
+                       "model.video_summary_tokens >= 1 (or use 'mean')")
         return out
 
 
@@ -441,7 +453,7 @@ class LvlmRecipe:
         import torch
 
         from ski_lvlm.data.lvlm_dataset import record_key
-        from ski_lvlm.training.prealign import answer_embeddings, prealign_projector
+        from ski_lvlm.training.prealign import answer_embeddings, answer_word_targets, prealign_projector
 
         steps = self.cfg.train.prealign_steps
         if steps <= 0 or self.cfg.model.init_from:
@@ -458,7 +470,11 @@ class LvlmRecipe:
                 answers.append(turns[0]["value"])
         if not feats:
             return
-        targets = answer_embeddings(answers, self.processor.tokenizer, self.model.get_input_embeddings())
+        tok, emb = self.processor.tokenizer, self.model.get_input_embeddings()
+        if self.cfg.train.prealign_target == "words":
+            targets = answer_word_targets(answers, tok, emb, self.cfg.model.video_summary_tokens)  # [n, k, d]
+        else:
+            targets = answer_embeddings(answers, tok, emb)  # [n, d]
         losses = prealign_projector(self.model.video_projector, torch.stack(feats), targets, steps=steps,
                                     seed=self.cfg.train.seed)
         self.log(f"prealign: video projector fitted to {len(feats)} answers in {steps} steps "
@@ -491,13 +507,18 @@ class LvlmRecipe:
                 self.log(f"{name} projector: feature statistics fitted on {len(rows)} training samples")
 
     def _build_data(self) -> None:
-        from ski_lvlm.data.lvlm_dataset import LengthGroupedBatches, LvlmDataset
+        from ski_lvlm.data.lvlm_dataset import FrameSource, LengthGroupedBatches, LvlmDataset, record_key
         from ski_lvlm.models.lvlm.processing import LabelError
         from ski_lvlm.utils.io import atomic_write_json
 
         cfg = self.cfg
+        features = self.features
+        if cfg.model.tower_trainable != "frozen":  # the tower sees frames at every step (decoded once)
+            vc = self.model.config
+            features = FrameSource(features, {record_key(r): r["video_path"] for r in self.records
+                                              if r.get("video_path")}, vc.num_frames, vc.frame_sampling)
         try:
-            self.dataset = LvlmDataset(self.records, self.processor, self.features, p_inject=cfg.data.p_inject,
+            self.dataset = LvlmDataset(self.records, self.processor, features, p_inject=cfg.data.p_inject,
                                        video_summary_tokens=self.model.config.video_summary_tokens,
                                        seed=cfg.train.seed, skip_bad=cfg.data.skip_bad_samples,
                                        source=cfg.data.train_json)
@@ -541,6 +562,9 @@ class LvlmRecipe:
         elif t.stage == "instruct" and t.llm_adapter == "full":
             model.language_model.requires_grad_(True)
         model.video_projector.requires_grad_(True)
+        if model.video_tower is not None and cfg.model.tower_trainable != "frozen":
+            n_tower = model.video_tower.set_trainable(cfg.model.tower_trainable)
+            self.log(f"video tower: {n_tower / 1e3:.1f}k trainable parameters ({cfg.model.tower_trainable})")
         # An unused trainable module would get no gradient (DeepSpeed dislikes that): train the skeleton
         # projector only when skeleton tokens can occur.
         model.skeleton_projector.requires_grad_(self.dataset.num_with_skeleton > 0)
@@ -636,7 +660,8 @@ class LvlmRecipe:
 
         dev = self.device
         kw = {k: (v.to(dev) if v is not None else None) for k, v in batch.items()
-              if k in ("input_ids", "labels", "attention_mask", "video_features", "skeleton_features")}
+              if k in ("input_ids", "labels", "attention_mask", "video_features", "pixel_values_videos",
+                       "skeleton_features")}
         module = self.engine if self.engine is not None else self.model
         with autocast(dev, self.precision if self.engine is None else "fp32"):
             return module(**kw, use_cache=False).loss
@@ -783,6 +808,8 @@ class LvlmRecipe:
                         "final_loss": getattr(self, "last_loss", None), "p_inject": self.cfg.data.p_inject,
                         "samples": len(self.dataset), "skipped": len(self.dataset.skipped),
                         "command": "ski-lvlm train lvlm " + " ".join(self.argv)}
+                if self.model.video_tower is not None and self.cfg.model.tower_trainable == "lora":
+                    self.model.video_tower.merge_adapters()  # saved as plain tower weights
                 save_final(self.out / "final", self.model, self.processor, run_info=info, save_full=save_full)
                 self.log(f"saved {self.out / 'final'} (load with ski_lvlm.training.lvlm_checkpoint.load_lvlm)")
         return 0

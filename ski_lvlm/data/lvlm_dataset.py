@@ -28,11 +28,42 @@ from torch.utils.data import Dataset
 
 from ski_lvlm.models.lvlm.processing import IGNORE_INDEX, LabelError, SkiLvlmProcessor
 
-__all__ = ["FeatureSource", "SkippedSample", "LvlmDataset", "lvlm_collate", "LengthGroupedBatches", "record_key"]
+__all__ = ["FeatureSource", "FrameSource", "SkippedSample", "LvlmDataset", "lvlm_collate", "LengthGroupedBatches",
+           "record_key"]
 
 
 class FeatureSource(Protocol):
     def get(self, key: str) -> dict[str, torch.Tensor]: ...
+
+
+class FrameSource:
+    """A feature source that also hands out each video's decoded frames (``"frames"``, uint8
+    ``[t, 3, H, W]``), for a video tower that trains with the LVLM (``model.tower_trainable``).
+
+    Why: a trainable tower must see the frames at every step, and decoding every clip every epoch costs
+    more than the step itself on CPU. Each clip is decoded once, with the sampling the tower uses at
+    inference, and kept in memory (8 frames of a 112 px clip: 0.3 MB).
+    """
+
+    def __init__(self, features: FeatureSource, video_paths: dict[str, str], num_frames: int,
+                 sampling: str = "segment_middle"):
+        self.features, self.video_paths = features, video_paths
+        self.num_frames, self.sampling = num_frames, sampling
+        self._frames: dict[str, torch.Tensor] = {}
+
+    def get(self, key: str) -> dict[str, torch.Tensor]:
+        out = dict(self.features.get(key))
+        if key in self.video_paths:
+            out["frames"] = self.frames(key)
+        return out
+
+    def frames(self, key: str) -> torch.Tensor:
+        if key not in self._frames:
+            from ski_lvlm.data.video import read_frames
+
+            frames = read_frames(self.video_paths[key], self.num_frames, sampling=self.sampling)  # [t, H, W, 3]
+            self._frames[key] = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).contiguous()
+        return self._frames[key]
 
 
 def record_key(record: dict) -> str:
@@ -159,6 +190,7 @@ class LvlmDataset(Dataset):
         feats = self._features(item.key) if (item.has_video or use_skel) else {}
         return {"id": item.id, "input_ids": ex.input_ids, "labels": ex.labels,
                 "video_features": feats.get("video") if item.has_video else None,
+                "video_frames": feats.get("frames") if item.has_video else None,
                 "skeleton_features": feats.get("skeleton") if use_skel else None}
 
 
@@ -166,8 +198,9 @@ def lvlm_collate(batch: list[dict[str, Any]], pad_token_id: int) -> dict[str, An
     """Right-pad ids/labels; stack the features of the samples that have them, in batch order.
 
     Returns ``input_ids``/``labels``/``attention_mask`` ``[b, s]``, ``video_features`` ``[b_v, n_v, d_v]``
-    and ``skeleton_features`` ``[b_s, T', d_s]`` (None when no sample has them), ``ids`` and
-    ``num_tokens`` (non-pad tokens, for throughput logs).
+    (or, when the samples carry frames (:class:`FrameSource`), ``pixel_values_videos`` uint8
+    ``[b_v, t, 3, H, W]`` instead) and ``skeleton_features`` ``[b_s, T', d_s]`` (None when no sample has
+    them), ``ids`` and ``num_tokens`` (non-pad tokens, for throughput logs).
     """
     width = max(len(b["input_ids"]) for b in batch)
     n = len(batch)
@@ -180,9 +213,11 @@ def lvlm_collate(batch: list[dict[str, Any]], pad_token_id: int) -> dict[str, An
         labels[i, :k] = torch.tensor(b["labels"])
         attention_mask[i, :k] = 1
     video = [b["video_features"] for b in batch if b["video_features"] is not None]
+    frames = [b["video_frames"] for b in batch if b.get("video_frames") is not None]
     skel = [b["skeleton_features"] for b in batch if b["skeleton_features"] is not None]
     return {"input_ids": input_ids, "labels": labels, "attention_mask": attention_mask,
-            "video_features": torch.stack(video).float() if video else None,
+            "video_features": torch.stack(video).float() if video and not frames else None,
+            "pixel_values_videos": torch.stack(frames) if frames else None,
             "skeleton_features": torch.stack(skel).float() if skel else None,
             "ids": [b["id"] for b in batch], "num_tokens": int(attention_mask.sum())}
 

@@ -249,3 +249,44 @@ def test_summary_tokens_and_prealign_train_reload_and_generate(tmp_path, world, 
     frames = torch.randint(0, 256, (1, 4, 3, 64, 64), dtype=torch.uint8)
     out = model.generate(**inputs, pixel_values_videos=frames, max_new_tokens=2, do_sample=False)
     assert out.shape[1] >= inputs["input_ids"].shape[1] + 1
+
+
+@pytest.mark.parametrize("mode", ["full", "lora"])
+def test_tower_trainable_trains_the_tower_and_saves_plain_weights(tmp_path, world, capsys, mode):
+    from ski_lvlm.training.lvlm_checkpoint import load_lvlm
+
+    common = [f"data.train_json={world}", "train.deepspeed=null", "train.max_steps=2", "train.lr=1e-2", *FAST]
+    assert main(["--config", "train/configs/lvlm/instruct_tiny.yaml", f"out={tmp_path / 'frozen'}", *common]) == 0
+    assert main(["--config", "train/configs/lvlm/instruct_tiny.yaml", f"out={tmp_path / mode}",
+                 f"model.tower_trainable={mode}", *common]) == 0
+    assert f"trainable parameters ({mode})" in capsys.readouterr().out
+    frozen, _ = load_lvlm(tmp_path / "frozen" / "final")
+    trained, proc = load_lvlm(tmp_path / mode / "final")
+    before, after = frozen.video_tower.state_dict(), trained.video_tower.state_dict()
+    assert before.keys() == after.keys()  # LoRA merged away: the saved tower loads like any other
+    changed = [k for k in before if not torch.equal(before[k], after[k])]
+    assert changed and all(k.startswith("visual.") for k in changed)
+    frames = torch.randint(0, 256, (1, 4, 3, 64, 64), dtype=torch.uint8)
+    assert not torch.allclose(frozen.encode_video(frames), trained.encode_video(frames))
+    assert not trained.video_tower.training  # batch-norm / dropout stay in inference mode
+
+
+def test_frame_source_decodes_each_clip_once_and_collate_stacks_frames(world):
+    from ski_lvlm.data.lvlm_dataset import FrameSource, lvlm_collate
+
+    records = json.loads(Path(world).read_text())
+    video = str(Path(world).parent / records[0]["video"])
+
+    class Cached:
+        def get(self, key):
+            return {"video": torch.zeros(3, 2)}
+
+    src = FrameSource(Cached(), {"a": video}, num_frames=4)
+    first = src.get("a")
+    assert first["frames"].dtype == torch.uint8 and first["frames"].shape[:2] == (4, 3)  # [t, 3, H, W]
+    assert src.get("a")["frames"] is first["frames"]  # decoded once
+    assert "frames" not in src.get("b")
+    item = {"input_ids": [1, 2], "labels": [1, 2], "video_features": first["video"],
+            "video_frames": first["frames"], "skeleton_features": None, "id": "a"}
+    batch = lvlm_collate([item, item], pad_token_id=0)
+    assert batch["video_features"] is None and batch["pixel_values_videos"].shape == (2, *first["frames"].shape)

@@ -102,8 +102,45 @@ class VideoTower(nn.Module):
         return (self.max_frames if self.max_frames is not None else num_frames) + self.num_patches
 
     def train(self, mode: bool = True) -> "VideoTower":
-        # Frozen: never switch to training mode (no dropout / stat updates), whatever the parent does.
+        # Never switch to training mode (no dropout, no batch-norm statistics updates), whatever the parent
+        # does: a trainable tower (set_trainable) trains its weights but keeps its pretrained statistics.
         return super().train(False)
+
+    def set_trainable(self, mode: str, *, r: int = 8, alpha: int = 16) -> int:
+        """Let the LVLM's loss train the tower: ``frozen`` (default), ``full`` or ``lora``; returns the
+        number of trainable tower parameters.
+
+        Why: the tower is trained for class text (SKI-VLM) and then frozen; what the LLM needs from it to
+        name an action can differ. ``lora`` adds rank-``r`` adapters (peft) to every ``Linear`` and
+        ``Conv2d`` of the image tower and trains only those; :meth:`merge_adapters` folds them back into
+        plain weights before saving, so a saved model loads like any other.
+        """
+        self.requires_grad_(False)
+        if mode == "frozen":
+            return 0
+        if mode == "full":
+            self.visual.requires_grad_(True)
+        elif mode == "lora":
+            from peft import LoraConfig, inject_adapter_in_model
+
+            names = [n for n, m in self.visual.named_modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
+            inject_adapter_in_model(LoraConfig(r=r, lora_alpha=alpha, target_modules=names), self.visual)
+        else:
+            raise ValueError(f"tower_trainable must be frozen, lora or full, got {mode!r}")
+        return sum(p.numel() for p in self.visual.parameters() if p.requires_grad)
+
+    def merge_adapters(self) -> int:
+        """Fold LoRA adapters (:meth:`set_trainable` ``lora``) into the weights they adapt; returns how many."""
+        from peft.tuners.lora import LoraLayer
+
+        merged = 0
+        for name, module in list(self.visual.named_modules()):
+            if isinstance(module, LoraLayer):
+                module.merge()
+                parent = self.visual.get_submodule(name.rpartition(".")[0]) if "." in name else self.visual
+                setattr(parent, name.rpartition(".")[2], module.get_base_layer())
+                merged += 1
+        return merged
 
     def load_pretrained(self) -> None:
         """Load the weights named by ``spec["pretrained"]`` (an open_clip tag or a local file)."""
@@ -122,9 +159,14 @@ class VideoTower(nn.Module):
 
         self.visual.load_state_dict(load_video_clip(pretrained).clip.visual.state_dict(), strict=True)
 
-    @torch.no_grad()
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
-        """``frames [b, t, 3, H, W]`` -> pooled tokens ``[b, n_v, d_v]``."""
+        """``frames [b, t, 3, H, W]`` -> pooled tokens ``[b, n_v, d_v]`` (with gradients only when the
+        tower has trainable weights and gradients are enabled)."""
+        trainable = any(p.requires_grad for p in self.visual.parameters())
+        with torch.set_grad_enabled(torch.is_grad_enabled() and trainable):
+            return self._encode(frames)
+
+    def _encode(self, frames: torch.Tensor) -> torch.Tensor:
         if frames.dim() != 5 or frames.shape[2] != 3:
             raise ValueError(f"video frames must be [b, t, 3, H, W], got {tuple(frames.shape)}")
         b, t = frames.shape[:2]
