@@ -39,6 +39,9 @@ from ski_lvlm.config import load_config, save_config
 from ski_lvlm.utils.errors import UserError, cli_entry
 
 REPO = Path(__file__).resolve().parent.parent
+# batch keys the model takes (packed batches add position_ids and the sample boundaries)
+_MODEL_INPUTS = ("input_ids", "labels", "attention_mask", "video_features", "skeleton_features", "position_ids",
+                 "cu_seq_lens_q", "cu_seq_lens_k", "max_length_q", "max_length_k")
 
 
 @dataclass
@@ -134,6 +137,9 @@ class DataConfig:
     """Use only the first N records (smoke runs)."""
     group_by_length: bool = True
     """Length-grouped batches (less padding)."""
+    packing: bool = False
+    """Padding-free packing: each micro-batch is one row without padding, attention kept per sample, logits only
+    at label positions; same samples per step and same loss as unpacked (README: when to use it)."""
     feature_batch_size: int = 8
     """Videos per tower call when computing features."""
     num_workers: int = 0
@@ -540,6 +546,8 @@ class LvlmRecipe:
                 raise UserError(f"lora.target_modules={cfg.lora.target_modules}: {e}") from None
         elif t.stage == "instruct" and t.llm_adapter == "full":
             model.language_model.requires_grad_(True)
+        if cfg.data.packing:
+            self._use_packed_attention()
         model.video_projector.requires_grad_(True)
         # An unused trainable module would get no gradient (DeepSpeed dislikes that): train the skeleton
         # projector only when skeleton tokens can occur.
@@ -588,6 +596,15 @@ class LvlmRecipe:
                     g["base_lr"] = g["lr"] = t.lr
             self.log(f"deepspeed: ZeRO stage {ds_cfg['zero_optimization']['stage']} ({t.deepspeed})")
 
+    def _use_packed_attention(self) -> None:
+        from ski_lvlm.models.lvlm.packing import PackingError, use_packed_attention
+
+        try:
+            impl = use_packed_attention(self.model.language_model)
+        except PackingError as e:
+            raise UserError(str(e)) from None
+        self.log(f"data.packing: one row per micro-batch, no padding, attention per sample ({impl})")
+
     def _quantize_llm(self) -> None:
         import torch
         from peft import prepare_model_for_kbit_training
@@ -635,8 +652,7 @@ class LvlmRecipe:
         from ski_lvlm.utils.runtime import autocast
 
         dev = self.device
-        kw = {k: (v.to(dev) if v is not None else None) for k, v in batch.items()
-              if k in ("input_ids", "labels", "attention_mask", "video_features", "skeleton_features")}
+        kw = {k: (v.to(dev) if hasattr(v, "to") else v) for k, v in batch.items() if k in _MODEL_INPUTS}
         module = self.engine if self.engine is not None else self.model
         with autocast(dev, self.precision if self.engine is None else "fp32"):
             return module(**kw, use_cache=False).loss
@@ -739,14 +755,15 @@ class LvlmRecipe:
         """Collated batches in the given order; worker processes when data.num_workers > 0."""
         from functools import partial
 
-        from ski_lvlm.data.lvlm_dataset import lvlm_collate
+        from ski_lvlm.data.lvlm_dataset import lvlm_collate, lvlm_pack_collate
 
+        collate = lvlm_pack_collate if self.cfg.data.packing else partial(lvlm_collate, pad_token_id=pad)
         if self.cfg.data.num_workers == 0:
-            return (lvlm_collate([self.dataset[i] for i in b], pad) for b in batches)
+            return (collate([self.dataset[i] for i in b]) for b in batches)
         from torch.utils.data import DataLoader
 
         return iter(DataLoader(self.dataset, batch_sampler=batches, num_workers=self.cfg.data.num_workers,
-                               collate_fn=partial(lvlm_collate, pad_token_id=pad)))
+                               collate_fn=collate))
 
     def _log_step(self, state, lr: float, window: dict, log_path: Path, pbar) -> None:
         dt = max(time.perf_counter() - window["t0"], 1e-9)

@@ -249,3 +249,13 @@ def test_summary_tokens_and_prealign_train_reload_and_generate(tmp_path, world, 
     frames = torch.randint(0, 256, (1, 4, 3, 64, 64), dtype=torch.uint8)
     out = model.generate(**inputs, pixel_values_videos=frames, max_new_tokens=2, do_sample=False)
     assert out.shape[1] >= inputs["input_ids"].shape[1] + 1
+
+
+def test_packing_gives_the_losses_of_the_padded_run(tmp_path, world, capsys):
+    """data.packing changes the layout, not the samples of a step: the same loss curve (float rounding)."""
+    common = ["--config", "train/configs/lvlm/instruct_tiny.yaml", f"data.train_json={world}", "train.max_steps=3",
+              "train.batch_size=3", "data.p_inject=0.5", "lora.dropout=0", "train.deepspeed=null", *FAST]
+    assert main([*common, f"out={tmp_path / 'padded'}"]) == 0
+    assert main([*common, f"out={tmp_path / 'packed'}", "data.packing=true"]) == 0
+    assert "no padding, attention per sample (sdpa_varlen)" in capsys.readouterr().out
+    assert losses(tmp_path / "packed") == pytest.approx(losses(tmp_path / "padded"), abs=1e-5)
