@@ -655,7 +655,13 @@ class LvlmRecipe:
         kw = {k: (v.to(dev) if hasattr(v, "to") else v) for k, v in batch.items() if k in _MODEL_INPUTS}
         module = self.engine if self.engine is not None else self.model
         with autocast(dev, self.precision if self.engine is None else "fp32"):
-            return module(**kw, use_cache=False).loss
+            loss = module(**kw, use_cache=False).loss
+        if self.world > 1:  # every label token weighs the same on every rank, as in one process
+            from ski_lvlm.models.lvlm.processing import IGNORE_INDEX
+            from ski_lvlm.training.distributed import global_token_mean
+
+            loss = global_token_mean(loss, (kw["labels"][..., 1:] != IGNORE_INDEX).sum())
+        return loss
 
     def train(self) -> int:
         import torch
@@ -670,11 +676,13 @@ class LvlmRecipe:
         state = TrainState()
         latest = latest_resume_checkpoint(ckpt_root) if cfg.resume else None
         if latest is not None:
+            self._check_resume_world(latest)
             try:
                 state = load_resume_checkpoint(latest, model=self.model, optimizer=self.optimizer, engine=self.engine)
             except (ValueError, FileNotFoundError) as e:
                 raise UserError(f"cannot resume: {e} (use another out= or resume=false to start over)") from None
             self.log(f"resumed from {latest} (step {state.step}, epoch {state.epoch}, batch {state.batch_in_epoch})")
+        state.extra["world_size"] = self.world
         if state.step >= self.total_steps:
             self.log(f"already finished ({state.step}/{self.total_steps} steps)")
             return self._finish(state)
@@ -750,6 +758,15 @@ class LvlmRecipe:
                      f"again to resume from {ckpt_root / 'latest'}")
             return 0
         return self._finish(state)
+
+    def _check_resume_world(self, ckpt: Path) -> None:
+        """DeepSpeed writes one ZeRO optimizer shard per process: resume with the process count that wrote them."""
+        state_file = ckpt / "trainer_state.json"
+        saved = json.loads(state_file.read_text()).get("extra", {}).get("world_size") if state_file.is_file() else None
+        if self.engine is not None and saved is not None and saved != self.world:
+            raise UserError(f"cannot resume {ckpt}: it was written by {saved} process(es) and this run has {self.world}; "
+                            f"DeepSpeed keeps one optimizer shard per process. Resume with {saved} process(es) and "
+                            "the same train.batch_size, or start over (resume=false, or another out=)")
 
     def _loader(self, batches: list[list[int]], pad: int):
         """Collated batches in the given order; worker processes when data.num_workers > 0."""
