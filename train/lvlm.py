@@ -764,9 +764,9 @@ class LvlmRecipe:
         state_file = ckpt / "trainer_state.json"
         saved = json.loads(state_file.read_text()).get("extra", {}).get("world_size") if state_file.is_file() else None
         if self.engine is not None and saved is not None and saved != self.world:
-            raise UserError(f"cannot resume {ckpt}: it was written by {saved} process(es) and this run has {self.world}; "
-                            f"DeepSpeed keeps one optimizer shard per process. Resume with {saved} process(es) and "
-                            "the same train.batch_size, or start over (resume=false, or another out=)")
+            raise UserError(f"cannot resume {ckpt}: it was written by {saved} process(es) and this run has "
+                            f"{self.world}; DeepSpeed keeps one optimizer shard per process. Resume with {saved} "
+                            "process(es) and the same train.batch_size, or start over (resume=false, or another out=)")
 
     def _loader(self, batches: list[list[int]], pad: int):
         """Collated batches in the given order; worker processes when data.num_workers > 0."""

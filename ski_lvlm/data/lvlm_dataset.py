@@ -29,7 +29,8 @@ from torch.utils.data import Dataset
 
 from ski_lvlm.models.lvlm.processing import IGNORE_INDEX, LabelError, SkiLvlmProcessor
 
-__all__ = ["FeatureSource", "SkippedSample", "LvlmDataset", "lvlm_collate", "lvlm_pack_collate", "LengthGroupedBatches", "record_key"]
+__all__ = ["FeatureSource", "SkippedSample", "LvlmDataset", "lvlm_collate", "lvlm_pack_collate", "LengthGroupedBatches",
+           "record_key"]
 
 
 class FeatureSource(Protocol):
