@@ -600,7 +600,8 @@ class LvlmRecipe:
         from ski_lvlm.models.lvlm.packing import PackingError, use_packed_attention
 
         try:
-            impl = use_packed_attention(self.model.language_model)
+            impl = use_packed_attention(self.model.language_model,
+                                        allow_flash=self.device.type == "cuda" and self.precision == "bf16")
         except PackingError as e:
             raise UserError(str(e)) from None
         self.log(f"data.packing: one row per micro-batch, no padding, attention per sample ({impl})")

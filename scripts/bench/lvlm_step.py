@@ -325,7 +325,6 @@ def bench_gpu_mix(args) -> dict:
     installed, else per-sample SDPA; logits at label positions only), optionally with Liger and compile.
     """
     from transformers import LlamaForCausalLM
-    from transformers.utils import is_flash_attn_2_available
 
     from ski_lvlm.data.lvlm_dataset import lvlm_collate, lvlm_pack_collate
     from ski_lvlm.models.lvlm.packing import use_packed_attention
@@ -364,9 +363,7 @@ def bench_gpu_mix(args) -> dict:
         torch.cuda.empty_cache()
 
     model = _build_ours("llama-7b", 1024, n_v, device, dtype, args.lora_r, args.lora_dropout, **shape)
-    if device.type == "cuda" and is_flash_attn_2_available():
-        model.language_model.set_attn_implementation("flash_attention_2")
-    attn = use_packed_attention(model.language_model)
+    attn = use_packed_attention(model.language_model, allow_flash=device.type == "cuda")  # bf16 there
     _maybe_liger(model, args.liger)
     if args.compile:
         model.language_model = torch.compile(model.language_model, dynamic=True)

@@ -85,11 +85,19 @@ def check_packed_attention(implementation: str | None) -> None:
             "data.packing=false")
 
 
-def use_packed_attention(language_model: torch.nn.Module) -> str:
-    """Switch a backbone from ``sdpa`` to :data:`PACKED_ATTENTION` (same numbers, no masked-out work); keep
-    the other boundary-honouring implementations; refuse the rest. Returns the implementation in use."""
+def use_packed_attention(language_model: torch.nn.Module, allow_flash: bool = False) -> str:
+    """Pick the attention for packed rows; returns the implementation in use.
+
+    A backbone on ``sdpa`` switches to ``flash_attention_2`` (HF's varlen kernel) when ``allow_flash`` (CUDA
+    with bf16/fp16 compute: flash has no fp32) and flash-attn is installed, else to :data:`PACKED_ATTENTION`
+    (same numbers as SDPA, no masked-out work). The other boundary-honouring implementations stay; the rest
+    are refused with :class:`PackingError`.
+    """
+    from transformers.utils import is_flash_attn_2_available
+
     current = language_model.config._attn_implementation
     check_packed_attention(current)
     if current == "sdpa":
-        language_model.set_attn_implementation(PACKED_ATTENTION)
+        flash = allow_flash and is_flash_attn_2_available()
+        language_model.set_attn_implementation("flash_attention_2" if flash else PACKED_ATTENTION)
     return language_model.config._attn_implementation
