@@ -39,6 +39,9 @@ from ski_lvlm.config import load_config, save_config
 from ski_lvlm.utils.errors import UserError, cli_entry
 
 REPO = Path(__file__).resolve().parent.parent
+# batch keys the model takes (packed batches add position_ids and the sample boundaries)
+_MODEL_INPUTS = ("input_ids", "labels", "attention_mask", "video_features", "pixel_values_videos", "skeleton_features",
+                 "position_ids", "cu_seq_lens_q", "cu_seq_lens_k", "max_length_q", "max_length_k")
 
 
 @dataclass
@@ -140,6 +143,9 @@ class DataConfig:
     """Use only the first N records (smoke runs)."""
     group_by_length: bool = True
     """Length-grouped batches (less padding)."""
+    packing: bool = False
+    """Padding-free packing: each micro-batch is one row without padding, attention kept per sample, logits only
+    at label positions; same samples per step and same loss as unpacked (README: when to use it)."""
     feature_batch_size: int = 8
     """Videos per tower call when computing features."""
     num_workers: int = 0
@@ -561,6 +567,8 @@ class LvlmRecipe:
                 raise UserError(f"lora.target_modules={cfg.lora.target_modules}: {e}") from None
         elif t.stage == "instruct" and t.llm_adapter == "full":
             model.language_model.requires_grad_(True)
+        if cfg.data.packing:
+            self._use_packed_attention()
         model.video_projector.requires_grad_(True)
         if model.video_tower is not None and cfg.model.tower_trainable != "frozen":
             n_tower = model.video_tower.set_trainable(cfg.model.tower_trainable)
@@ -612,6 +620,16 @@ class LvlmRecipe:
                     g["base_lr"] = g["lr"] = t.lr
             self.log(f"deepspeed: ZeRO stage {ds_cfg['zero_optimization']['stage']} ({t.deepspeed})")
 
+    def _use_packed_attention(self) -> None:
+        from ski_lvlm.models.lvlm.packing import PackingError, use_packed_attention
+
+        try:
+            impl = use_packed_attention(self.model.language_model,
+                                        allow_flash=self.device.type == "cuda" and self.precision == "bf16")
+        except PackingError as e:
+            raise UserError(str(e)) from None
+        self.log(f"data.packing: one row per micro-batch, no padding, attention per sample ({impl})")
+
     def _quantize_llm(self) -> None:
         import torch
         from peft import prepare_model_for_kbit_training
@@ -659,12 +677,16 @@ class LvlmRecipe:
         from ski_lvlm.utils.runtime import autocast
 
         dev = self.device
-        kw = {k: (v.to(dev) if v is not None else None) for k, v in batch.items()
-              if k in ("input_ids", "labels", "attention_mask", "video_features", "pixel_values_videos",
-                       "skeleton_features")}
+        kw = {k: (v.to(dev) if hasattr(v, "to") else v) for k, v in batch.items() if k in _MODEL_INPUTS}
         module = self.engine if self.engine is not None else self.model
         with autocast(dev, self.precision if self.engine is None else "fp32"):
-            return module(**kw, use_cache=False).loss
+            loss = module(**kw, use_cache=False).loss
+        if self.world > 1:  # every label token weighs the same on every rank, as in one process
+            from ski_lvlm.models.lvlm.processing import IGNORE_INDEX
+            from ski_lvlm.training.distributed import global_token_mean
+
+            loss = global_token_mean(loss, (kw["labels"][..., 1:] != IGNORE_INDEX).sum())
+        return loss
 
     def train(self) -> int:
         import torch
@@ -679,11 +701,13 @@ class LvlmRecipe:
         state = TrainState()
         latest = latest_resume_checkpoint(ckpt_root) if cfg.resume else None
         if latest is not None:
+            self._check_resume_world(latest)
             try:
                 state = load_resume_checkpoint(latest, model=self.model, optimizer=self.optimizer, engine=self.engine)
             except (ValueError, FileNotFoundError) as e:
                 raise UserError(f"cannot resume: {e} (use another out= or resume=false to start over)") from None
             self.log(f"resumed from {latest} (step {state.step}, epoch {state.epoch}, batch {state.batch_in_epoch})")
+        state.extra["world_size"] = self.world
         if state.step >= self.total_steps:
             self.log(f"already finished ({state.step}/{self.total_steps} steps)")
             return self._finish(state)
@@ -760,18 +784,28 @@ class LvlmRecipe:
             return 0
         return self._finish(state)
 
+    def _check_resume_world(self, ckpt: Path) -> None:
+        """DeepSpeed writes one ZeRO optimizer shard per process: resume with the process count that wrote them."""
+        state_file = ckpt / "trainer_state.json"
+        saved = json.loads(state_file.read_text()).get("extra", {}).get("world_size") if state_file.is_file() else None
+        if self.engine is not None and saved is not None and saved != self.world:
+            raise UserError(f"cannot resume {ckpt}: it was written by {saved} process(es) and this run has "
+                            f"{self.world}; DeepSpeed keeps one optimizer shard per process. Resume with {saved} "
+                            "process(es) and the same train.batch_size, or start over (resume=false, or another out=)")
+
     def _loader(self, batches: list[list[int]], pad: int):
         """Collated batches in the given order; worker processes when data.num_workers > 0."""
         from functools import partial
 
-        from ski_lvlm.data.lvlm_dataset import lvlm_collate
+        from ski_lvlm.data.lvlm_dataset import lvlm_collate, lvlm_pack_collate
 
+        collate = lvlm_pack_collate if self.cfg.data.packing else partial(lvlm_collate, pad_token_id=pad)
         if self.cfg.data.num_workers == 0:
-            return (lvlm_collate([self.dataset[i] for i in b], pad) for b in batches)
+            return (collate([self.dataset[i] for i in b]) for b in batches)
         from torch.utils.data import DataLoader
 
         return iter(DataLoader(self.dataset, batch_sampler=batches, num_workers=self.cfg.data.num_workers,
-                               collate_fn=partial(lvlm_collate, pad_token_id=pad)))
+                               collate_fn=collate))
 
     def _log_step(self, state, lr: float, window: dict, log_path: Path, pbar) -> None:
         dt = max(time.perf_counter() - window["t0"], 1e-9)

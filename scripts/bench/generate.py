@@ -6,11 +6,13 @@
 
 Both sides get the same model, prompts and precomputed video features (random, ``[b, n_v, d_v]``), greedy,
 exactly ``--new-tokens`` new tokens (``min_new_tokens`` = ``max_new_tokens``: random weights would
-otherwise stop at a random EOS). Plain = ``model.generate(...)`` with transformers' default dynamic KV cache.
+otherwise stop at a random EOS). Plain = ``model.generate(...)`` with transformers' default dynamic KV cache; hf_static = the same call with
+``cache_implementation="static"``, which on CUDA makes transformers compile the decode step itself (HF's own
+fast path, the baseline the issue names).
 Ours = :meth:`ski_lvlm.inference.Captioner.generate` (on CUDA its fast path: static KV cache + compiled
 decode step; on CPU it *is* plain generate, so the CPU mode only exercises the script). Each side gets one
-warm-up call (its time is reported: compilation happens there), then ``--repeats`` timed calls
-alternating ours / plain; the median is reported. tokens/s = batch x new tokens / wall time (prefill
+warm-up call (its time is reported: compilation happens there), then ``--repeats`` timed rounds in
+rotating order; the median is reported. tokens/s = batch x new tokens / wall time (prefill
 included, as a user sees it); ms/token = wall time / new tokens.
 
 Modes: ``7b`` = the ``llama-7b`` preset (random init, bf16, 356 video tokens of width 1024 as in
@@ -54,6 +56,21 @@ def timed(fn, device: torch.device) -> float:
     return time.perf_counter() - t0
 
 
+PATHS = ("ours", "plain", "hf_static")
+
+
+def time_paths(paths: dict, device: torch.device, repeats: int) -> tuple[dict, dict]:
+    """One warm-up call each (compilation happens there), then ``repeats`` timed rounds in rotating order
+    (drifting machine load hits every path alike). Returns (warm-up seconds, timed seconds) per path."""
+    warm = {name: timed(fn, device) for name, fn in paths.items()}
+    times: dict[str, list[float]] = {name: [] for name in paths}
+    order = list(paths.items())
+    for r in range(repeats):
+        for name, fn in order[r % len(order):] + order[:r % len(order)]:
+            times[name].append(timed(fn, device))
+    return warm, times
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--mode", choices=("auto", "7b", "tiny"), default="auto", help="auto: 7b on CUDA, tiny on CPU")
@@ -83,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
         conv = [[{"role": "user", "content": "Describe the video in detail."}]] * b
         g = torch.Generator().manual_seed(b)
         feats = torch.randn(b, cfg.num_video_tokens, cfg.video_feature_dim, generator=g).to(device, model.dtype)
-        inputs = ours._inputs(conv)
+        inputs = ours._inputs(conv, [True] * b)
         plain_kw = dict(max_new_tokens=n, min_new_tokens=n, do_sample=False, pad_token_id=proc.tokenizer.pad_token_id,
                         eos_token_id=proc.stop_token_ids)
 
@@ -92,18 +109,17 @@ def main(argv: list[str] | None = None) -> int:
             out = model.generate(**inputs, video_features=feats, **plain_kw)
             assert out.shape[1] - inputs["input_ids"].shape[1] == n
 
+        @torch.no_grad()
+        def run_static():  # HF's own fast path: static KV cache, decode step compiled by generate on CUDA
+            out = model.generate(**inputs, video_features=feats, cache_implementation="static", **plain_kw)
+            assert out.shape[1] - inputs["input_ids"].shape[1] == n
+
         def run_ours():
             ours.generate(conv, feats, max_new_tokens=n, min_new_tokens=n)
 
-        warm = {"ours": timed(run_ours, device), "plain": timed(run_plain, device)}
-        times: dict[str, list[float]] = {"ours": [], "plain": []}
-        for r in range(args.repeats):
-            order = [("ours", run_ours), ("plain", run_plain)]
-            if r % 2:  # alternate who goes first, so drifting machine load hits both sides alike
-                order.reverse()
-            for name, fn in order:
-                times[name].append(timed(fn, device))
-        for name in ("ours", "plain"):
+        warm, times = time_paths({"ours": run_ours, "plain": run_plain, "hf_static": run_static}, device,
+                                 args.repeats)
+        for name in PATHS:
             t = statistics.median(times[name])
             rows.append({"path": name, "batch": b, "new_tokens": n, "prompt_tokens": int(inputs["input_ids"].shape[1]),
                          "seconds": t, "tokens_per_s": b * n / t, "ms_per_token": 1000 * t / n,
@@ -114,13 +130,14 @@ def main(argv: list[str] | None = None) -> int:
               "rows": rows}
     print(f"mode {mode} on {dev_name} ({device}, {torch.get_num_threads()} threads, {model.dtype}); "
           f"ours fast path: {ours.fast}; model built in {build_s:.1f}s")
-    print(f"{'path':<6} {'batch':>5} {'prompt':>6} {'new':>4} {'tokens/s':>10} {'ms/token':>9} {'first call s':>12}")
+    print(f"{'path':<9} {'batch':>5} {'prompt':>6} {'new':>4} {'tokens/s':>10} {'ms/token':>9} {'first call s':>12}")
     for r in rows:
-        print(f"{r['path']:<6} {r['batch']:>5} {r['prompt_tokens']:>6} {r['new_tokens']:>4} {r['tokens_per_s']:>10.1f} "
+        print(f"{r['path']:<9} {r['batch']:>5} {r['prompt_tokens']:>6} {r['new_tokens']:>4} {r['tokens_per_s']:>10.1f} "
               f"{r['ms_per_token']:>9.2f} {r['first_call_s']:>12.2f}")
     for b in args.batch_sizes:
-        o, pl = [next(r for r in rows if r["path"] == k and r["batch"] == b) for k in ("ours", "plain")]
-        print(f"batch {b}: ours / plain = {o['tokens_per_s'] / pl['tokens_per_s']:.2f}x")
+        o, pl, st = [next(r for r in rows if r["path"] == k and r["batch"] == b) for k in PATHS]
+        print(f"batch {b}: ours / plain = {o['tokens_per_s'] / pl['tokens_per_s']:.2f}x, "
+              f"ours / hf_static = {o['tokens_per_s'] / st['tokens_per_s']:.2f}x")
     if args.out:
         args.out.write_text(json.dumps(result, indent=2) + "\n")
         print(f"wrote {args.out}")

@@ -3,7 +3,8 @@
 :class:`LvlmDataset` joins instruction records (LLaVA / LLAVIDAL / Video-ChatGPT JSON, read by
 :func:`ski_lvlm.models.lvlm.compat.read_instruction_records`) with a feature source (a
 :class:`~ski_lvlm.data.feature_cache.FeatureCache` or any object with ``get(key) -> {"video", "skeleton"}``)
-and the :class:`~ski_lvlm.models.lvlm.SkiLvlmProcessor`.
+and the :class:`~ski_lvlm.models.lvlm.SkiLvlmProcessor`. Batches are right-padded (:func:`lvlm_collate`) or
+packed into one row without padding (:func:`lvlm_pack_collate`, ``data.packing``).
 
 Rules:
 * Every sample is validated once at construction (labels built with and without skeleton tokens), so a
@@ -28,8 +29,8 @@ from torch.utils.data import Dataset
 
 from ski_lvlm.models.lvlm.processing import IGNORE_INDEX, LabelError, SkiLvlmProcessor
 
-__all__ = ["FeatureSource", "FrameSource", "SkippedSample", "LvlmDataset", "lvlm_collate", "LengthGroupedBatches",
-           "record_key"]
+__all__ = ["FeatureSource", "FrameSource", "SkippedSample", "LvlmDataset", "lvlm_collate", "lvlm_pack_collate",
+           "LengthGroupedBatches", "record_key"]
 
 
 class FeatureSource(Protocol):
@@ -212,14 +213,37 @@ def lvlm_collate(batch: list[dict[str, Any]], pad_token_id: int) -> dict[str, An
         input_ids[i, :k] = torch.tensor(b["input_ids"])
         labels[i, :k] = torch.tensor(b["labels"])
         attention_mask[i, :k] = 1
+    return {"input_ids": input_ids, "labels": labels, "attention_mask": attention_mask, **_stack_features(batch),
+            "ids": [b["id"] for b in batch], "num_tokens": int(attention_mask.sum())}
+
+
+def lvlm_pack_collate(batch: list[dict[str, Any]]) -> dict[str, Any]:
+    """Concatenate the samples into one row, without padding (``data.packing``).
+
+    Hugging Face's ``DataCollatorWithFlattening`` builds the text side: ``input_ids``/``labels``/
+    ``position_ids`` ``[1, N]`` (positions restart per sample; each sample's first label is ignored, so no
+    token is trained to follow the previous sample) and ``cu_seq_lens_q``/``cu_seq_lens_k`` ``[n + 1]``,
+    ``max_length_q``/``max_length_k``. Features are stacked in batch order, which is the order of the
+    placeholders in the row, so the model's one ``masked_scatter`` puts every sample's rows in its own slots.
+    ``attention_mask`` is None (see :mod:`ski_lvlm.models.lvlm.packing` for how attention stays per sample).
+    """
+    from transformers import DataCollatorWithFlattening
+
+    flat = DataCollatorWithFlattening(return_flash_attn_kwargs=True, separator_id=IGNORE_INDEX)(
+        [{"input_ids": b["input_ids"], "labels": b["labels"]} for b in batch], return_tensors="pt")
+    return {**flat, "attention_mask": None, **_stack_features(batch), "ids": [b["id"] for b in batch],
+            "num_tokens": int(flat["input_ids"].shape[1])}
+
+
+def _stack_features(batch: list[dict[str, Any]]) -> dict[str, torch.Tensor | None]:
+    """``video_features [b_v, n_v, d_v]`` (or the samples' frames as ``pixel_values_videos``, see
+    :class:`FrameSource`) / ``skeleton_features [b_s, T', d_s]`` of the samples that have them."""
     video = [b["video_features"] for b in batch if b["video_features"] is not None]
     frames = [b["video_frames"] for b in batch if b.get("video_frames") is not None]
     skel = [b["skeleton_features"] for b in batch if b["skeleton_features"] is not None]
-    return {"input_ids": input_ids, "labels": labels, "attention_mask": attention_mask,
-            "video_features": torch.stack(video).float() if video and not frames else None,
-            "pixel_values_videos": torch.stack(frames) if frames else None,
-            "skeleton_features": torch.stack(skel).float() if skel else None,
-            "ids": [b["id"] for b in batch], "num_tokens": int(attention_mask.sum())}
+    return {"video_features": torch.stack(video).float() if video and not frames else None,
+            "pixel_values_videos": torch.stack(frames) if frames else None,  # [b_v, t, 3, H, W] uint8
+            "skeleton_features": torch.stack(skel).float() if skel else None}
 
 
 class LengthGroupedBatches:

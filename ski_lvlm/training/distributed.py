@@ -26,7 +26,7 @@ from typing import Any, Iterator
 import torch
 
 __all__ = ["load_deepspeed_config", "init_distributed", "init_deepspeed", "gathered_parameters", "world_info", "destroy",
-           "is_main_process", "barrier"]
+           "is_main_process", "barrier", "global_token_mean"]
 
 
 def world_info() -> tuple[int, int, int]:
@@ -133,6 +133,25 @@ def gathered_parameters(model: torch.nn.Module, engine: Any = None) -> Iterator[
 
     with deepspeed.zero.GatheredParameters(list(model.parameters()), modifier_rank=None):
         yield
+
+
+def global_token_mean(loss: torch.Tensor, num_tokens: torch.Tensor) -> torch.Tensor:
+    """This rank's share of the mean over every rank's label tokens (a no-op in one process).
+
+    ``loss`` is the mean over this rank's ``num_tokens`` label tokens. DeepSpeed averages gradients over
+    ranks, and a plain average of rank means weights a token of a short-answer rank more than one of a
+    long-answer rank. Scaling by ``world * num_tokens / total_tokens`` makes that average the mean over all
+    label tokens of the global micro-batch: the loss (and gradient) one process holding the whole batch gets.
+    """
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        return loss
+    world = torch.distributed.get_world_size()
+    if world == 1:
+        return loss
+    n = num_tokens.detach().to(torch.float64).reshape(1)
+    total = n.clone()
+    torch.distributed.all_reduce(total)  # one scalar per micro-batch
+    return loss * (n * world / total).to(loss.dtype).squeeze(0)
 
 
 def barrier() -> None:

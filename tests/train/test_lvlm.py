@@ -290,3 +290,13 @@ def test_frame_source_decodes_each_clip_once_and_collate_stacks_frames(world):
             "video_frames": first["frames"], "skeleton_features": None, "id": "a"}
     batch = lvlm_collate([item, item], pad_token_id=0)
     assert batch["video_features"] is None and batch["pixel_values_videos"].shape == (2, *first["frames"].shape)
+
+
+def test_packing_gives_the_losses_of_the_padded_run(tmp_path, world, capsys):
+    """data.packing changes the layout, not the samples of a step: the same loss curve (float rounding)."""
+    common = ["--config", "train/configs/lvlm/instruct_tiny.yaml", f"data.train_json={world}", "train.max_steps=3",
+              "train.batch_size=3", "data.p_inject=0.5", "lora.dropout=0", "train.deepspeed=null", *FAST]
+    assert main([*common, f"out={tmp_path / 'padded'}"]) == 0
+    assert main([*common, f"out={tmp_path / 'packed'}", "data.packing=true"]) == 0
+    assert "no padding, attention per sample (sdpa_varlen)" in capsys.readouterr().out
+    assert losses(tmp_path / "packed") == pytest.approx(losses(tmp_path / "padded"), abs=1e-5)

@@ -29,6 +29,7 @@ from torch import nn
 from transformers import AutoModelForCausalLM, GenerationMixin, PreTrainedModel
 
 from ski_lvlm.models.lvlm.configuration import SkiLvlmConfig
+from ski_lvlm.models.lvlm.processing import IGNORE_INDEX
 from ski_lvlm.models.lvlm.projector import SummaryProjector, build_projector
 
 __all__ = ["SkiLvlmForConditionalGeneration", "SkiLvlmPreTrainedModel", "VideoTower", "fit_vocab"]
@@ -348,6 +349,10 @@ class SkiLvlmForConditionalGeneration(SkiLvlmPreTrainedModel, GenerationMixin):
 
         ``inputs_embeds`` must already contain the features (see :meth:`embed_inputs`): placeholder
         positions cannot be recovered from embeddings.
+
+        Packed rows (``cu_seq_lens_q`` / ``cu_seq_lens_k`` / ``max_length_q`` / ``max_length_k`` in ``kwargs``,
+        :mod:`ski_lvlm.models.lvlm.packing`) are checked against the attention implementation; with ``labels``
+        their logits are computed at the label positions only (:meth:`_packed_lm_loss`).
         """
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("pass exactly one of input_ids or inputs_embeds")
@@ -358,6 +363,10 @@ class SkiLvlmForConditionalGeneration(SkiLvlmPreTrainedModel, GenerationMixin):
         elif video_features is not None or pixel_values_videos is not None or skeleton_features is not None:
             raise ValueError("features need input_ids to find placeholder positions; merge them first with "
                              "embed_inputs(input_ids, ...) and pass the result as inputs_embeds")
+        if kwargs.get("cu_seq_lens_q") is not None:
+            self._check_packed(inputs_embeds, attention_mask, position_ids)
+            if labels is not None and isinstance(logits_to_keep, int) and logits_to_keep == 0:
+                return self._packed_lm_loss(inputs_embeds, labels, position_ids, **kwargs)
         return self.language_model(
             inputs_embeds=inputs_embeds,
             attention_mask=attention_mask,
@@ -367,6 +376,34 @@ class SkiLvlmForConditionalGeneration(SkiLvlmPreTrainedModel, GenerationMixin):
             logits_to_keep=logits_to_keep,
             **kwargs,
         )
+
+    def _check_packed(self, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor | None,
+                      position_ids: torch.Tensor | None) -> None:
+        """A packed row (``cu_seq_lens_q`` given) must reach an attention that keeps its samples apart."""
+        from ski_lvlm.models.lvlm.packing import PackingError, check_packed_attention
+
+        check_packed_attention(self.language_model.config._attn_implementation)
+        if inputs_embeds.shape[0] != 1 or position_ids is None or attention_mask is not None:
+            # a 2-D padding mask would switch off HF's packed-sequence masking for sdpa / eager
+            raise PackingError(f"a packed batch is one row [1, N] with position_ids and no attention_mask, got "
+                               f"{inputs_embeds.shape[0]} rows, position_ids={position_ids is not None}, "
+                               f"attention_mask={attention_mask is not None}")
+
+    def _packed_lm_loss(self, inputs_embeds: torch.Tensor, labels: torch.LongTensor, position_ids: torch.Tensor,
+                        **kwargs):
+        """Causal-LM loss of a packed row with logits only where a label is trained.
+
+        Same value as HF's loss (mean cross-entropy over the label tokens of the batch), but the LM head and
+        the softmax see only the ``k`` label positions instead of all ``N`` (video tokens and prompts carry no
+        label): on SmolLM2 (vocabulary 49k, about 20 % of the tokens labelled) that is a large share of a step.
+        The returned ``logits`` are ``[1, k, V]``, at those positions only.
+        """
+        targets = labels[0, 1:]  # [N - 1] the token each position predicts
+        keep = (targets != IGNORE_INDEX).nonzero().squeeze(-1)  # [k]
+        out = self.language_model(inputs_embeds=inputs_embeds, position_ids=position_ids, logits_to_keep=keep,
+                                  **kwargs)
+        out.loss = F.cross_entropy(out.logits[0].float(), targets[keep])  # [1, k, V] -> mean over k
+        return out
 
     def prepare_inputs_for_generation(
         self,

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from ski_lvlm.data.lvlm_dataset import LengthGroupedBatches, LvlmDataset, lvlm_collate
+from ski_lvlm.data.lvlm_dataset import LengthGroupedBatches, LvlmDataset, lvlm_collate, lvlm_pack_collate
 from ski_lvlm.models.lvlm import LabelError, SkiLvlmProcessor
 from ski_lvlm.models.lvlm.presets import train_tokenizer
 
@@ -85,6 +85,39 @@ def test_collate_pads_and_stacks_in_batch_order(proc):
     assert batch["skeleton_features"].shape == (1, N_S, D_S) and batch["skeleton_features"][0, 0, 0] == 1.0
     assert (labels[mask == 0] == -100).all() and batch["num_tokens"] == int(mask.sum())
     assert (ids == proc.skeleton_token_id).sum() == N_S  # only sample 1
+
+
+def test_pack_collate_concatenates_without_padding(proc):
+    ds = LvlmDataset([rec(i) for i in range(3)], proc, feats(3, skeleton_for=(1,)), p_inject=1.0)
+    items = [ds[0], ds[1], ds[2]]
+    padded = lvlm_collate(items, pad_token_id=proc.tokenizer.pad_token_id)
+    packed = lvlm_pack_collate(items)
+    lengths = [len(b["input_ids"]) for b in items]
+    n = sum(lengths)
+    assert packed["input_ids"].shape == packed["labels"].shape == packed["position_ids"].shape == (1, n)
+    assert packed["attention_mask"] is None and packed["num_tokens"] == padded["num_tokens"] == n
+    assert packed["input_ids"][0].tolist() == sum((b["input_ids"] for b in items), [])
+    assert packed["position_ids"][0].tolist() == sum((list(range(k)) for k in lengths), [])
+    assert packed["cu_seq_lens_q"].tolist() == [0, lengths[0], lengths[0] + lengths[1], n]
+    assert packed["cu_seq_lens_q"].dtype == torch.int32 and packed["max_length_q"] == max(lengths)
+    starts = packed["cu_seq_lens_q"][:-1].long()
+    assert (packed["labels"][0, starts] == -100).all()  # nothing is trained across a sample boundary
+    assert int((packed["labels"] != -100).sum()) == int((padded["labels"] != -100).sum())
+    for k in ("video_features", "skeleton_features"):  # same order as the placeholders in the row
+        assert torch.equal(packed[k], padded[k])
+
+
+def test_too_long_samples_follow_the_same_rule_when_packed(proc):
+    """The length rule lives in the dataset, which both collates read: an error naming the record, or a
+    listed skip; the packed row then holds only the samples that fit."""
+    short = SkiLvlmProcessor(proc.tokenizer, num_video_tokens=N_V, num_skeleton_tokens=N_S, max_length=80)
+    records = [rec(0), rec(1, answer="word " * 60), rec(2)]
+    with pytest.raises(LabelError, match=r"record 1 .*> max_length=80.*skip_bad_samples"):
+        LvlmDataset(records, short, feats(3))
+    ds = LvlmDataset(records, short, feats(3), skip_bad=True)
+    assert [s.index for s in ds.skipped] == [1] and len(ds) == 2
+    packed = lvlm_pack_collate([ds[0], ds[1]])
+    assert packed["max_length_q"] <= 80 and packed["ids"] == ["s0", "s2"]
 
 
 def test_length_grouped_batches():
