@@ -90,23 +90,33 @@ class Server:
     """``ski-lvlm serve`` in a subprocess on 127.0.0.1; its output goes to a log file (shown on failure)."""
 
     def __init__(self, args: argparse.Namespace, max_batch: int, log_dir: Path, label: str):
+        self.args, self.max_batch, self.label = args, max_batch, label
+        self.log = log_dir / f"serve_{label}.log"
+        self.start()
+
+    def start(self) -> None:
         from ski_lvlm.serving import free_port
 
-        self.port, self.label = free_port(HOST), label
+        args = self.args
+        self.port = free_port(HOST)
         self.url = f"http://{HOST}:{self.port}"
-        self.log = log_dir / f"serve_{label}.log"
         cmd = [sys.executable, "-m", "ski_lvlm.cli", "serve", "--model", str(args.model), "--name", "bench",
-               "--host", HOST, "--port", str(self.port), "--device", "cpu", "--max-batch", str(max_batch),
+               "--host", HOST, "--port", str(self.port), "--device", "cpu", "--max-batch", str(self.max_batch),
                "--queue", str(max(64, 2 * args.clients)), "--max-video-bytes", str(args.max_video_bytes),
                "--max-tokens-limit", str(args.max_tokens_limit), "--batch-window-ms", str(args.batch_window_ms)]
         env = {k: v for k, v in os.environ.items() if k != "SKI_LVLM_API_KEY"}  # no key: nothing to leak
         env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
         self.proc = subprocess.Popen(cmd, stdout=self.log.open("w"), stderr=subprocess.STDOUT, env=env, cwd=ROOT)
 
-    def wait_ready(self, timeout: float) -> None:
+    def wait_ready(self, timeout: float, retries: int = 3) -> None:
+        """Until /health answers; a port taken between picking and binding it gets a new port (``retries``)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
+                if "address already in use" in self.tail() and retries > 0:
+                    retries -= 1
+                    self.start()
+                    continue
                 raise SystemExit(f"the {self.label} server exited ({self.proc.returncode}):\n{self.tail()}")
             try:
                 if httpx.get(self.url + "/health", timeout=2).status_code == 200:
