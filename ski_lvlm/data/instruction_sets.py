@@ -30,7 +30,7 @@ import os
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-__all__ = ["RECORD_FEATURES", "load_instruction_set", "mix_sets", "to_records", "tokenize_set",
+__all__ = ["RECORD_FEATURES", "load_instruction_set", "mix_sets", "to_records", "tokenize_set", "tokenizer_fingerprint",
            "PretokenizedProcessor", "save_instruction_set", "read_training_records"]
 
 def _features():
