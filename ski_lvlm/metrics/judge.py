@@ -164,7 +164,7 @@ class ChatLike(Protocol):
 # parsing
 # --------------------------------------------------------------------------------------------------
 _OBJ_RE = re.compile(r"\{[^{}]*\}", re.S)
-_SCORE_KEY_RE = re.compile(r"""score["']?\s*(?:[:=]|is|of)\s*["']?(\d+(?:\.\d+)?)""", re.I)
+_SCORE_KEY_RE = re.compile(r"""score["']?\s*(?:[:=]|is|of)?\s*["']?(\d+(?:\.\d+)?)""", re.I)  # "score: 4", "score 4"
 _INT = r"(?<![\d.])([0-5])(?!\d|\.\d)"  # "3." ok; "4.8", "10" and "1.5" are not a 0-5 score
 # Prose forms a judge uses for a score; a bare integer elsewhere is not one ("Question 1:", "2 people").
 _PROSE_SCORE_RES = (

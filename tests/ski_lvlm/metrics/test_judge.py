@@ -34,7 +34,7 @@ from ski_lvlm.metrics.judge import (
     ('{"score": true}', None),
     ("The answer deserves 10 points", None),
     ("no number here", None),
-    ("4", 4), ("**3**", 3), ("3 out of 5 - mostly right", 3), ("Rating: 1", 1),
+    ("4", 4), ("**3**", 3), ("3 out of 5 - mostly right", 3), ("Rating: 1", 1), ("Yes - score 4", 4),
     # replies of a 135M judge (SmolLM2) that echo the prompt: their numbers are labels, not scores
     ('Question 1: What is the person doing?\nThe answer to this question is "A person sits".', None),
     ("Question 1: What is the person doing?\nQuestion 2: What happens?\n\nA person sits down.", None),
