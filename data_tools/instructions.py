@@ -4,6 +4,8 @@
     ski-lvlm data instructions convert VideoInstruct_Dataset.json train.json --video-template "videos/{id}.mp4"
     # ... and back (LLAVIDAL's pose placeholder is <human_pose>, SKI's is <pose>)
     ski-lvlm data instructions convert train.json llavidal.json --to llavidal --pose-token "<human_pose>"
+    # ... or a `datasets` folder (Arrow, memory-mapped) that `train lvlm` reads: data.train_json=train_ds
+    ski-lvlm data instructions convert train.json train_ds --to datasets
 
     # deterministic template QA from labels + captions (paths taken from the manifest)
     ski-lvlm data instructions generate --captions WORLD/captions.json --manifest WORLD/train.csv \\
@@ -45,7 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("input", help="input JSON")
     c.add_argument("output", help="output JSON")
     c.add_argument("--from", dest="src", default="auto", choices=FORMATS, help="input format (default: detect)")
-    c.add_argument("--to", dest="dst", default="llava", choices=FORMATS[1:], help="output format (default llava)")
+    c.add_argument("--to", dest="dst", default="llava", choices=FORMATS[1:] + ("datasets",),
+                   help="output format (default llava; datasets: a `datasets` folder for train lvlm, paths made "
+                        "absolute)")
     c.add_argument("--video-template", default="{id}.mp4",
                    help="video path for formats without one, from the id (default '{id}.mp4')")
     c.add_argument("--skeleton-template", default=None, help="skeleton path from the id, e.g. 'skeletons/{id}.skeleton'")
@@ -154,6 +158,12 @@ def main(argv: list[str] | None = None) -> int:
             records = to_llava(data, args.src, args.video_template, args.skeleton_template, source=args.input)
         except InstructionFormatError as e:
             raise UserError(str(e)) from None
+        if args.dst == "datasets":
+            from ski_lvlm.data.instruction_sets import save_instruction_set
+
+            n = save_instruction_set(records, args.output, root=Path(args.input).parent)
+            print(f"{args.input}: {len(records)} records -> {args.output} (datasets folder, {n} rows)")
+            return 0
         out = {"llava": lambda r: r, "videochatgpt": to_videochatgpt, "ski-qa": to_ski_qa,
                "llavidal": lambda r: to_llavidal(r, args.pose_token)}[args.dst](records)
         atomic_write_json(args.output, out)

@@ -156,6 +156,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-retries", type=int, default=4, help="client retries on timeouts/5xx/malformed responses")
     p.add_argument("--attempts", type=int, default=3, help="times to ask again when a reply has no valid score")
     p.add_argument("--temperature", type=float, default=0.0, help="judge sampling temperature")
+    p.add_argument("--max-tokens", type=int, default=256, help="longest judge reply in tokens (the reply is a "
+                   "short JSON object; a small local judge that rambles is cut here)")
     p.add_argument("--cache", type=Path, default=None, help="judgment cache (default OUT/judge_cache.jsonl)")
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the CIs")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
@@ -174,6 +176,8 @@ def main(argv: list[str] | None = None) -> int:
         problems.append("--timeout: must be > 0")
     if args.attempts < 1 or args.max_retries < 0:
         problems.append("--attempts must be >= 1 and --max-retries >= 0")
+    if args.max_tokens < 1:
+        problems.append("--max-tokens: must be >= 1")
     if args.bootstrap < 1:
         problems.append("--bootstrap: must be >= 1")
     if problems:
@@ -193,13 +197,15 @@ def main(argv: list[str] | None = None) -> int:
 
     args.out.mkdir(parents=True, exist_ok=True)
     cache = JudgmentCache(args.cache or args.out / "judge_cache.jsonl")
-    judge = Judge(client, cache=cache, attempts=args.attempts, gen={"temperature": args.temperature})
+    gen = {"temperature": args.temperature, "max_tokens": args.max_tokens}
+    judge = Judge(client, cache=cache, attempts=args.attempts, gen=gen)
     judgments = judge.run(items, criteria, concurrency=args.concurrency, progress=not args.no_progress)
     summary = summarize_judgments(judgments, criteria, n_items=len(items), n_boot=args.bootstrap, seed=args.seed)
     res = {
         "predictions": str(args.predictions),
         "n_items": len(items),
         "judge": {"model": args.model, "base_url": client.base_url, "temperature": args.temperature,
+                  "max_tokens": args.max_tokens,
                   "attempts": args.attempts, "max_retries": args.max_retries, "timeout_s": args.timeout},
         "criteria_order": criteria,
         "criteria": summary,
@@ -216,7 +222,9 @@ def main(argv: list[str] | None = None) -> int:
     print(md, end="")
     n_failed = sum(summary[c]["n_failed"] for c in criteria)
     if n_failed:
-        print(f"{n_failed} judgment(s) failed after retries; see {args.out / 'judgments.jsonl'}")
+        unparseable = sum(summary[c]["n_unparseable"] for c in criteria)
+        print(f"{n_failed} judgment(s) failed after retries ({unparseable} replies without a valid score, "
+              f"{n_failed - unparseable} without a reply); see {args.out / 'judgments.jsonl'}")
     return 0
 
 

@@ -132,7 +132,16 @@ class LoraConfig:
 @dataclass
 class DataConfig:
     train_json: str = ""
-    """Instruction JSON (LLaVA / LLAVIDAL / SKI / Video-ChatGPT); relative paths resolve against its folder."""
+    """Instruction data (LLaVA / LLAVIDAL / SKI / Video-ChatGPT): .json, .jsonl, .parquet or a `datasets` folder,
+    read through HF datasets; relative paths resolve against its folder."""
+    mix_with: list[str] = field(default_factory=list)
+    """More instruction sets mixed into train_json's (interleaved by interleave_probs, seeded by train.seed)."""
+    interleave_probs: list[float] | None = None
+    """Sampling ratio of each set, train_json first (None = take them in turn)."""
+    mix_strategy: Literal["first_exhausted", "all_exhausted"] = "first_exhausted"
+    """first_exhausted: stop when a set runs out (no repeats); all_exhausted: oversample until all are seen."""
+    num_proc: int = 1
+    """Processes that convert and tokenise the instruction data (`datasets` .map; cached by tokenizer + template)."""
     feature_cache: str | None = None
     """A feature cache made by `ski-lvlm data features` with the same encoders; None = compute into OUT/features."""
     p_inject: float = 0.0
@@ -155,8 +164,11 @@ class DataConfig:
         out = []
         if not self.train_json:
             out.append("train_json: required (e.g. data.train_json=WORLD/instructions_train.json)")
-        elif not Path(self.train_json).is_file():
-            out.append(f"train_json: file not found: {self.train_json}")
+        for p in [self.train_json] * bool(self.train_json) + self.mix_with:
+            if not Path(p).exists():
+                out.append(f"train_json / mix_with: not found: {p}")
+        if self.interleave_probs is not None and len(self.interleave_probs) != 1 + len(self.mix_with):
+            out.append(f"interleave_probs: one ratio per set ({1 + len(self.mix_with)}), got {self.interleave_probs}")
         if not 0.0 <= self.p_inject <= 1.0:
             out.append("p_inject: must be in [0, 1]")
         if self.feature_cache and not Path(self.feature_cache).is_dir():
@@ -279,7 +291,7 @@ class LvlmRecipe:
     def setup(self) -> None:
         import torch
 
-        from ski_lvlm.models.lvlm.compat import read_instruction_records
+        from ski_lvlm.data.instruction_sets import read_training_records
         from ski_lvlm.training.distributed import world_info
         from ski_lvlm.utils.runtime import pick_device, seed_everything
 
@@ -308,11 +320,14 @@ class LvlmRecipe:
             save_config(cfg, self.out / "config.yaml",
                         header="ski-lvlm train lvlm --config " + str(self.out / "config.yaml"))
         try:
-            records = read_instruction_records(cfg.data.train_json)
+            records, self.instruction_rows = read_training_records(
+                [cfg.data.train_json, *cfg.data.mix_with], cfg.data.interleave_probs, seed=cfg.train.seed,
+                stopping_strategy=cfg.data.mix_strategy, num_proc=cfg.data.num_proc)
         except (ValueError, FileNotFoundError) as e:
             raise UserError(str(e)) from None
         if cfg.data.max_samples:
             records = records[: cfg.data.max_samples]
+            self.instruction_rows = self.instruction_rows.select(range(len(records)))
         self.records = records
         self.skel_encoder = self._skeleton_encoder()
         self._build_model()
@@ -513,6 +528,7 @@ class LvlmRecipe:
                 self.log(f"{name} projector: feature statistics fitted on {len(rows)} training samples")
 
     def _build_data(self) -> None:
+        from ski_lvlm.data.instruction_sets import PretokenizedProcessor, tokenize_set
         from ski_lvlm.data.lvlm_dataset import FrameSource, LengthGroupedBatches, LvlmDataset, record_key
         from ski_lvlm.models.lvlm.processing import LabelError
         from ski_lvlm.utils.io import atomic_write_json
@@ -524,7 +540,9 @@ class LvlmRecipe:
             features = FrameSource(features, {record_key(r): r["video_path"] for r in self.records
                                               if r.get("video_path")}, vc.num_frames, vc.frame_sampling)
         try:
-            self.dataset = LvlmDataset(self.records, self.processor, features, p_inject=cfg.data.p_inject,
+            tokenized = tokenize_set(self.instruction_rows, self.processor, num_proc=cfg.data.num_proc)
+            self.dataset = LvlmDataset(self.records, PretokenizedProcessor(self.processor, tokenized), features,
+                                       p_inject=cfg.data.p_inject,
                                        video_summary_tokens=self.model.config.video_summary_tokens,
                                        seed=cfg.train.seed, skip_bad=cfg.data.skip_bad_samples,
                                        source=cfg.data.train_json)

@@ -164,8 +164,22 @@ class ChatLike(Protocol):
 # parsing
 # --------------------------------------------------------------------------------------------------
 _OBJ_RE = re.compile(r"\{[^{}]*\}", re.S)
-_SCORE_KEY_RE = re.compile(r"""score["']?\s*(?:[:=]|is|of)\s*["']?(\d+(?:\.\d+)?)""", re.I)
-_FIRST_INT_RE = re.compile(r"(?<!\d)(?<!\d\.)([0-5])(?!\d|\.\d)")  # "3." ok, "4.8" / "10" / "1.5" not
+_SCORE_KEY_RE = re.compile(r"""score["']?\s*(?:[:=]|is|of)?\s*["']?(\d+(?:\.\d+)?)""", re.I)  # "score: 4", "score 4"
+_INT = r"(?<![\d.])([0-5])(?!\d|\.\d)"  # "3." ok; "4.8", "10" and "1.5" are not a 0-5 score
+# Prose forms a judge uses for a score; a bare integer elsewhere is not one ("Question 1:", "2 people").
+_PROSE_SCORE_RES = (
+    re.compile(rf"{_INT}\s*(?:/|out of)\s*5\b", re.I),  # "4/5", "3 out of 5"
+    re.compile(rf"\b(?:give|gave|giving|rate|rated|rating|grade|graded|say|deserves?|award|assign)\b"
+               rf"[^.\d\n]{{0,30}}?{_INT}", re.I),  # "I would give this answer a 3", "I'd say 1"
+)
+_BARE_SCORE_RE = re.compile(rf"\W*{_INT}\W*")  # the whole reply is the number: "4", "**4**", "4."
+# A small judge often copies the prompt's labelled lines ("Question 1: ...", "Model answer: ..."); their
+# numbers and yes/no words are not verdicts, so those lines are dropped before the prose fallbacks.
+_ECHO_RE = re.compile(r"^\s*(?:question(?:\s*\d)?|reference answer|model answer)[^:\n]*:.*$", re.I | re.M)
+_VERDICT_RES = (
+    re.compile(r"^\W*(yes|no)\b", re.I),  # the reply starts with the verdict
+    re.compile(r"\b(?:pred|prediction|match(?:es)?|verdict)\b\W*(?:is\s+)?\W*(yes|no)\b", re.I),
+)
 
 
 def _dict_candidates(text: str) -> Iterable[dict]:
@@ -200,8 +214,10 @@ def _as_score(value: Any, lo: int, hi: int) -> int | None:
 def parse_score(text: str | None, lo: int = 0, hi: int = 5) -> int | None:
     """The integer score in a judge reply, or None when there is no valid one.
 
-    Order: a JSON/Python-dict ``score`` field; ``score: N`` in prose; the first standalone integer
-    in ``[lo, hi]``. A fractional or out-of-range score in a dict is invalid (the caller retries).
+    Order: a JSON/Python-dict ``score`` field; ``score: N`` in prose; ``N/5`` / ``N out of 5``; a rating
+    phrase ("I would give it a 3"); a reply that is only the number. Any integer anywhere is *not* a
+    score: a 135M judge that echoes "Question 1: ..." would otherwise score 1. A fractional or
+    out-of-range score is invalid (the caller asks again or records a failure).
     """
     if not text:
         return None
@@ -209,13 +225,16 @@ def parse_score(text: str | None, lo: int = 0, hi: int = 5) -> int | None:
         for k, v in obj.items():
             if str(k).strip("'\" ").lower() == "score":
                 return _as_score(v, lo, hi)
-    m = _SCORE_KEY_RE.search(text)
+    prose = _ECHO_RE.sub("", text)
+    m = _SCORE_KEY_RE.search(prose)
     if m:
         return _as_score(m.group(1), lo, hi)
-    m = _FIRST_INT_RE.search(text)
-    if m and lo <= int(m.group(1)) <= hi:
-        return int(m.group(1))
-    return None
+    for pattern in _PROSE_SCORE_RES:
+        m = pattern.search(prose)
+        if m:
+            return _as_score(m.group(1), lo, hi)
+    m = _BARE_SCORE_RE.fullmatch(prose.strip())
+    return _as_score(m.group(1), lo, hi) if m else None
 
 
 def parse_qa_verdict(text: str | None) -> tuple[str | None, int | None]:
@@ -235,8 +254,9 @@ def parse_qa_verdict(text: str | None) -> tuple[str | None, int | None]:
             score = _as_score(low["score"], 0, 5)
         break
     if pred is None:
-        m = re.search(r"\b(yes|no)\b", text, re.I)
-        pred = m.group(1).lower() if m else None
+        prose = _ECHO_RE.sub("", text).strip()
+        m = next((m for m in (r.search(prose) for r in _VERDICT_RES) if m), None)
+        pred = m.group(1).lower() if m else None  # a "no" inside a sentence ("there is no cup") is not one
     if score is None:
         score = parse_score(text)
     return pred, score
@@ -397,7 +417,8 @@ def summarize_judgments(judgments: Sequence[Judgment], criteria: Sequence[str], 
                         n_boot: int = 1000, seed: int = 0) -> dict:
     """Per-criterion mean (0-5), x20 score with a bootstrap CI, and failure counts.
 
-    Failed items are excluded from the mean and listed; ``n_skipped`` counts items the criterion does
+    Failed items are excluded from the mean and listed (``n_unparseable`` of them answered without a
+    valid score, the others got no answer); ``n_skipped`` counts items the criterion does
     not apply to (consistency without a second question). For ``qa`` the summary also has
     ``accuracy`` (fraction of "yes" among judged items) with its CI.
     """
@@ -410,6 +431,8 @@ def summarize_judgments(judgments: Sequence[Judgment], criteria: Sequence[str], 
         entry: dict[str, Any] = {
             "n_scored": len(good),
             "n_failed": len(failed),
+            # failures where the judge answered without a valid score (the rest are request errors)
+            "n_unparseable": sum(1 for j in js if not j.ok and (j.error or "").startswith("unparseable")),
             "n_skipped": n_items - len(js),
             "failed_ids": failed,
         }

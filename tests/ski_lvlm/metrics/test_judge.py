@@ -34,6 +34,13 @@ from ski_lvlm.metrics.judge import (
     ('{"score": true}', None),
     ("The answer deserves 10 points", None),
     ("no number here", None),
+    ("4", 4), ("**3**", 3), ("3 out of 5 - mostly right", 3), ("Rating: 1", 1), ("Yes - score 4", 4),
+    # replies of a 135M judge (SmolLM2) that echo the prompt: their numbers are labels, not scores
+    ('Question 1: What is the person doing?\nThe answer to this question is "A person sits".', None),
+    ("Question 1: What is the person doing?\nQuestion 2: What happens?\n\nA person sits down.", None),
+    ("A man opens the fridge.\n\nThis answer is incorrect.", None),
+    ("The person picks up 2 cups and waves 3 times.", None),
+    ("Model answer to question 1: I would give it a 4\nScore: 2", 2),
     ("", None),
     (None, None),
 ])
@@ -48,6 +55,9 @@ def test_parse_score(reply, expected) -> None:
     ("Yes, it matches. Score: 5", ("yes", 5)),
     ("No. I'd say 1", ("no", 1)),
     ("undecided", (None, None)),
+    ("There is no cup in the answer; I'd say 2", (None, 2)),  # a "no" inside a sentence is no verdict
+    ("Reference answer: no\nModel answer: yes", (None, None)),  # an echo of the prompt
+    ('The prediction is "yes", 4/5', ("yes", 4)),
 ])
 def test_parse_qa_verdict(reply, expected) -> None:
     assert parse_qa_verdict(reply) == expected
