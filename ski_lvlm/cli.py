@@ -17,6 +17,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "data ntu": ("data_tools.ntu:main", "convert NTU RGB+D .skeleton files to the npz the loaders read"),
     "data zsl": ("data_tools.ntu:zsl_main", "build NTU zero-shot split manifests from a dataset folder"),
     "data scan": ("data_tools.scan:main", "decode every video of a manifest; write a quarantine list and summary"),
+    "data protocols": ("data_tools.protocols:main", "add cross-view and zero-shot validation manifests to a synthetic world"),
     "data charades": ("data_tools.charades:main", "build caption/QA/instruction sets from Charades annotations"),
     "data instructions": ("data_tools.instructions:main", "convert Video-ChatGPT / LLAVIDAL / LLaVA instruction JSON"),
     "data features": ("data_tools.features:main", "precompute video/skeleton feature caches (safetensors shards)"),
