@@ -30,6 +30,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "eval captions": ("eval.captions:main", "caption / QA benchmark of an LVLM checkpoint"),
     "eval probe": ("eval.probe:main", "linear probe: how much a video encoder's features hold about the labels"),
     "eval compare": ("eval.compare:main", "compare two groups of runs per metric: difference, bootstrap CI, permutation p"),
+    "eval compare-table": ("eval.compare_table:main", "collect several eval compare results into one Markdown table"),
     "eval judge": ("eval.judge:main", "LLM-judge scores through an OpenAI-compatible endpoint"),
     "eval all": ("eval.report:main", "run every evaluation of a run folder and write report.md/html"),
     "export": ("train.export:main", "export a trained LVLM: PEFT adapter (+ optional merged model)"),
