@@ -92,7 +92,7 @@ train_seed() {  # protocol seed
   read -r TRAIN CLASSES TEST TEST_CLASSES <<< "$(protocol_files "$p")"
   local data=(data.root="$WORLD" data.train_csv="$TRAIN" data.classes_csv="$CLASSES" data.val_csv=null
               data.novel_csv="$TEST" data.novel_classes_csv="$TEST_CLASSES" train.seed="$s")
-  local models=() arm spec cfg teacher
+  local models=() arm spec cfg teacher rescore=0
   for arm in $ARMS; do
     spec=($(arm_spec "$arm")); cfg="train/configs/ski_vlm/${spec[0]}"; arm="${arm%%:*}"
     teacher=()
@@ -113,8 +113,9 @@ train_seed() {  # protocol seed
         "${TRAIN_OVR[@]}" "${VIDEO_OVR[@]}" "${spec[@]:1}"
     fi
     models+=("$arm=$run/$arm/model")
+    [ -f "$run/zero_shot/scores_$arm.jsonl" ] || rescore=1
   done
-  if [ ! -f "$run/zero_shot/results.json" ]; then
+  if [ "$rescore" = 1 ]; then  # every model again, so an arm added later is scored next to the others
     local flags=(); for m in "${models[@]}"; do flags+=(--model "$m"); done
     ski-lvlm eval zero-shot --manifest "$WORLD/$TEST" --classes "$WORLD/$TEST_CLASSES" --out "$run/zero_shot" \
       "${flags[@]}" > /dev/null
