@@ -12,6 +12,14 @@ both lie in [-1, 1] whatever the learnable temperatures are, so ``alpha`` means 
 through training) or the logits themselves (``"logits"``: what the original computed, where the
 logits were unscaled). Gradients flow into both branches (the collaborative variant) unless the
 teacher is frozen, in which case its outputs carry no gradient.
+
+``distill_on="features"`` is a variant, not the paper's: the squared distance between the L2-normalised
+clip embeddings of the two branches, ``|v/|v| - s/|s||^2`` (in [0, 4]), averaged over the batch. The
+similarity and logit matrices only say how a clip relates to the *seen* class prompts, which the video
+branch already fits from its own cross-entropy; the embedding itself also carries what the skeleton
+encoder learned about the motion (side, body part, order), so regressing onto it is the direct way to
+hand that to the video tower. Both embeddings must have the same width (both towers project to the CLIP
+embedding size).
 """
 
 from __future__ import annotations
@@ -46,10 +54,12 @@ class SKIVLMLoss(nn.Module):
     without skeletons) only ``video_text`` is returned; with ``alpha == 0`` no ``distill`` term.
     """
 
+    DISTILL_ON = ("sims", "logits", "features")
+
     def __init__(self, alpha: float = 10.0, distill_on: str = "sims", label_smoothing: float = 0.0):
         super().__init__()
-        if distill_on not in ("sims", "logits"):
-            raise ValueError(f"distill_on must be 'sims' or 'logits', got {distill_on!r}")
+        if distill_on not in self.DISTILL_ON:
+            raise ValueError(f"distill_on must be one of {self.DISTILL_ON}, got {distill_on!r}")
         self.alpha, self.distill_on, self.label_smoothing = alpha, distill_on, label_smoothing
 
     def forward(self, out: dict[str, torch.Tensor], labels: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -60,9 +70,20 @@ class SKIVLMLoss(nn.Module):
             terms["skel_text"] = F.cross_entropy(out["skeleton_logits"].float(), labels,
                                                  label_smoothing=self.label_smoothing)
         if self.alpha:
-            key = "sims" if self.distill_on == "sims" else "logits"
-            terms["distill"] = self.alpha * F.mse_loss(out[f"video_{key}"].float(), out[f"skeleton_{key}"].float())
+            terms["distill"] = self.alpha * self.distill(out)
         return terms
+
+    def distill(self, out: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The unweighted distillation distance between the video and skeleton branches (a scalar)."""
+        if self.distill_on == "features":
+            v = F.normalize(out["video_embedding"].float(), dim=-1)  # [b, d]
+            s = F.normalize(out["skeleton_embedding"].float(), dim=-1)  # [b, d]
+            if v.shape != s.shape:
+                raise ValueError(f"distill_on=features needs embeddings of one width: video {tuple(v.shape)}, "
+                                 f"skeleton {tuple(s.shape)}")
+            return (v - s).pow(2).sum(-1).mean()
+        key = self.distill_on  # "sims" or "logits": [b, C] each
+        return F.mse_loss(out[f"video_{key}"].float(), out[f"skeleton_{key}"].float())
 
 
 class CaptionContrastiveLoss(nn.Module):

@@ -163,8 +163,10 @@ class LossConfig:
     """``clip``: scale * cosine with a learnable temperature (init 100, ViFi-CLIP); ``ce``: the original unscaled logits."""
     alpha: float = 10.0
     """Weight of the video-skeleton distillation MSE (the released scripts: 10; 0 = off)."""
-    distill_on: Literal["sims", "logits"] = "sims"
-    """Distil the cosine-similarity matrices (``sims``) or the logits (``logits``, what the original did)."""
+    distill_on: Literal["sims", "logits", "features"] = "sims"
+    """Distil the cosine-similarity matrices (``sims``), the logits (``logits``, what the original did) or the
+    clip embeddings themselves (``features``: squared distance of the normalised video and skeleton
+    embeddings; a variant, usually with ``model.teacher_trainable=false``)."""
     label_smoothing: float = 0.0
     """Cross-entropy label smoothing."""
     caption_weight: float = 0.0

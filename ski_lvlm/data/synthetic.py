@@ -42,6 +42,7 @@ from typing import Any
 import numpy as np
 
 from ski_lvlm.config import ConfigError, to_dict
+from ski_lvlm.data.protocols import write_protocol_files
 
 __all__ = [
     "CLASS_NAMES",
@@ -636,6 +637,9 @@ def write_annotations(root: Path, cfg: SyntheticConfig, clips: list[dict[str, An
     facts = ["name", "class", "label", "subject", "replication", "frames", "length", "speed", "tempo", "scene",
              "azimuth", "elevation", "distance", "height", "bystander", "action_start", "action_end"]
     _write(root / "clips.csv", _csv_text(facts, [[c[k] for k in facts] for c in clips]))
+    # cross-view and zero-shot validation manifests (ski_lvlm.data.protocols); new files only, so the
+    # default protocol's files and counts stay what they were
+    write_protocol_files(root, clips, classes, novel, held)
 
     captions, qa, instr_train, instr_test, charades = {}, [], [], [], []
     # the validation subjects' share of the training set, as caption/QA eval sets, for choosing settings

@@ -60,7 +60,7 @@ import numpy as np
 from ski_lvlm.metrics.scores import RunScores
 
 __all__ = ["pairing", "common_clips", "bootstrap_diff", "permutation_pvalue", "seed_permutation_pvalue",
-           "compare_metric", "compare_runs", "compare_markdown"]
+           "compare_metric", "compare_runs", "compare_markdown", "compare_table_markdown"]
 
 _CHUNK_ELEMENTS = 2_000_000  # bounded memory: about this many floats per array in a chunk
 
@@ -314,4 +314,27 @@ def compare_markdown(res: dict) -> str:
     for metric, m in res["metrics"].items():
         cells = [", ".join(_fmt(v, m["percent"]) for v in m[k]) for k in ("run_means_a", "run_means_b")]
         lines.append(f"| {metric} | {cells[0]} | {cells[1]} |")
+    return "\n".join(lines) + "\n"
+
+
+def compare_table_markdown(entries: Sequence[tuple[str, dict]], metrics: Sequence[str] | None = None) -> str:
+    """Many comparisons in one Markdown table: one row per (label, metric) of each ``compare_runs`` result.
+
+    ``entries`` are ``(label, result)`` pairs, the label naming the setting (e.g. the protocol); ``metrics``
+    keeps only these metrics (default: every metric of each result). Differences are B - A, in percentage
+    points for metrics in [0, 1].
+    """
+    lines = ["| setting | metric | A | B | mean A | mean B | B - A | 95 % CI | p (clips) | p (seeds) | clips | runs |",
+             "|---|---|---|---|---:|---:|---:|---|---:|---:|---:|---:|"]
+    for label, res in entries:
+        a, b = res["arms"]["a"]["name"], res["arms"]["b"]["name"]
+        conf = res["settings"]["confidence"]
+        for metric, m in res["metrics"].items():
+            if metrics and metric not in metrics:
+                continue
+            pc = m["percent"]
+            ci = f"[{_fmt(m['ci_low'], pc)}, {_fmt(m['ci_high'], pc)}]" + ("" if conf == 0.95 else f" ({100 * conf:g} %)")
+            lines.append(f"| {label} | {metric}{' (%)' if pc else ''} | {a} | {b} | {_fmt(m['mean_a'], pc)} | "
+                         f"{_fmt(m['mean_b'], pc)} | {'+' if m['diff'] >= 0 else ''}{_fmt(m['diff'], pc)} | {ci} | "
+                         f"{_p(m['p_value'])} | {_p(m['p_seeds'])} | {m['n_clips']} | {m['n_runs_a']}/{m['n_runs_b']} |")
     return "\n".join(lines) + "\n"

@@ -123,3 +123,23 @@ def test_zero_shot_clip_scores():
     assert rows == [{"clip": "a", "zero_shot_top1": 1, "zero_shot_top5": 1},
                     {"clip": "b", "zero_shot_top1": 0, "zero_shot_top5": 1},
                     {"clip": "c", "zero_shot_top1": 0, "zero_shot_top5": 0}]
+
+
+def test_compare_table_collects_several_comparisons(tmp_path, capsys):
+    from eval import compare_table
+
+    for name, gain in (("helps", 0.4), ("same", 0.0)):
+        runs = _tables(tmp_path / name, gain=gain)
+        assert compare.main(_argv(runs, tmp_path / f"cmp_{name}")) == 0
+    out = tmp_path / "table.md"
+    assert compare_table.main([f"xsub={tmp_path / 'cmp_helps'}", str(tmp_path / "cmp_same" / "compare.json"),
+                               "--out", str(out), "--metric", "zero_shot_top1"]) == 0
+    rows = [r for r in out.read_text().splitlines() if r.startswith("| ") and "zero_shot" in r]
+    assert len(rows) == 2  # top-5 left out
+    helps = json.loads((tmp_path / "cmp_helps" / "compare.json").read_text())["metrics"]["zero_shot_top1"]
+    cells = [c.strip() for c in rows[0].split("|")[1:-1]]
+    assert cells[:4] == ["xsub", "zero_shot_top1 (%)", "vifi", "ski"]
+    assert cells[6] == f"+{100 * helps['diff']:.1f}"
+    assert cells[7] == f"[{100 * helps['ci_low']:.1f}, {100 * helps['ci_high']:.1f}]" and helps["ci_low"] > 0
+    assert rows[1].split("|")[1].strip() == "cmp_same"  # a bare folder is labelled by its name
+    assert compare_table.main([str(tmp_path / "nothing"), "--out", str(out)]) == 2

@@ -1,3 +1,4 @@
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -47,3 +48,26 @@ def test_caption_contrastive_masks_duplicate_captions():
     same = torch.tensor([[1, 1, 0, 0], [1, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]], dtype=torch.bool)
     masked = loss_fn(emb, text, scale, same=same)["caption"]
     assert masked <= plain + 1e-6 and torch.isfinite(masked)
+
+
+def test_feature_distillation_is_the_squared_distance_of_unit_embeddings():
+    # video [3, 4] -> [0.6, 0.8], skeleton [2, 0] -> [1, 0]: |(-0.4, 0.8)|^2 = 0.8; second pair identical -> 0
+    video = torch.tensor([[3.0, 4.0], [0.0, 5.0]], requires_grad=True)
+    skel = torch.tensor([[2.0, 0.0], [0.0, 1.0]])  # frozen teacher: no grad
+    out = {"video_logits": torch.zeros(2, 3), "video_embedding": video,
+           "skeleton_logits": torch.zeros(2, 3), "skeleton_embedding": skel}
+    terms = SKIVLMLoss(alpha=10.0, distill_on="features")(out, torch.tensor([0, 1]))
+    assert set(terms) == {"video_text", "distill"}  # the frozen teacher gets no CE term
+    torch.testing.assert_close(terms["distill"], torch.tensor(10 * 0.8 / 2))
+    terms["distill"].backward()
+    # the gradient moves the video embedding towards the teacher's direction and leaves the matching pair alone
+    assert video.grad[0, 0] < 0 and video.grad[0, 1] > 0 and torch.equal(video.grad[1], torch.zeros(2))
+
+
+def test_feature_distillation_needs_one_width_and_a_known_mode():
+    out = {"video_logits": torch.zeros(2, 3), "video_embedding": torch.ones(2, 4),
+           "skeleton_logits": torch.zeros(2, 3), "skeleton_embedding": torch.ones(2, 5)}
+    with pytest.raises(ValueError, match="one width"):
+        SKIVLMLoss(distill_on="features")(out, torch.tensor([0, 1]))
+    with pytest.raises(ValueError, match="distill_on"):
+        SKIVLMLoss(distill_on="tokens")
