@@ -300,3 +300,15 @@ def test_packing_gives_the_losses_of_the_padded_run(tmp_path, world, capsys):
     assert main([*common, f"out={tmp_path / 'packed'}", "data.packing=true"]) == 0
     assert "no padding, attention per sample (sdpa_varlen)" in capsys.readouterr().out
     assert losses(tmp_path / "packed") == pytest.approx(losses(tmp_path / "padded"), abs=1e-5)
+
+
+def test_bf16_on_cpu_trains_close_to_fp32(tmp_path, world):
+    """train.precision=bf16 on CPU: frozen weights in bf16, LoRA/projectors fp32 under bf16 autocast."""
+    common = ["--config", "train/configs/lvlm/instruct_tiny.yaml", f"data.train_json={world}", "train.max_steps=2",
+              "train.deepspeed=null", "lora.dropout=0", *FAST]
+    assert main([*common, f"out={tmp_path / 'fp32'}"]) == 0
+    assert main([*common, f"out={tmp_path / 'bf16'}", "train.precision=bf16"]) == 0
+    exact, half = losses(tmp_path / "fp32"), losses(tmp_path / "bf16")
+    assert exact.keys() == half.keys() == {1, 2}
+    assert exact[1] != half[1]  # bf16 really computed something else...
+    assert abs(exact[1] - half[1]) < 0.05 * exact[1]  # ...and close to the exact loss
