@@ -24,8 +24,6 @@ Two targets (``train.prealign_target``):
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -64,7 +62,7 @@ def answer_word_targets(texts: list[str], tokenizer, embedding: nn.Embedding, k:
         first = {}
         for pos, t in enumerate(row):
             first.setdefault(t, pos)
-        ranked = sorted(first, key=lambda t: (-math.log(len(ids) / df[t]), first[t]))[:k]
+        ranked = sorted(first, key=lambda t: (df[t], first[t]))[:k]  # highest idf = lowest df
         chosen = sorted(ranked, key=first.__getitem__)  # back into answer order
         chosen = [chosen[i % len(chosen)] for i in range(k)]
         out.append(weight[torch.tensor(chosen, device=weight.device)].float())  # [k, d]
@@ -89,11 +87,11 @@ def prealign_projector(projector: nn.Module, features: torch.Tensor, targets: to
     opt = torch.optim.AdamW([p for p in projector.parameters() if p.requires_grad], lr=lr, weight_decay=0.0)
     gen = torch.Generator().manual_seed(seed)
     scale = targets.pow(2).mean()  # MSE relative to the embeddings' own size
+    k = getattr(projector, "num_summary", 0)
     losses = []
     for _ in range(steps):
         idx = torch.randperm(len(features), generator=gen)[:batch_size]
         out = projector(features[idx])  # [b, n (+ k), d]
-        k = getattr(projector, "num_summary", 0)
         pred = out[:, -k:] if k else out  # [b, k, d]: the summary tokens when there are some
         tgt = targets[idx]  # [b, d] or [b, k, d]
         if tgt.dim() == 2:
