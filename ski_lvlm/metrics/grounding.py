@@ -3,7 +3,7 @@
 Token-overlap scores (BLEU, CIDEr) reward a generic sentence that shares words with every reference ("A
 person waves their hand slowly" scores well on half the world). These metrics read a caption the way a
 person checks it, with the phrases the dataset writes for each class (the synthetic world's
-``class_phrases.json``, see :func:`ski_lvlm.data.synthetic.class_phrases`).
+``class_phrases.json``, see :func:`ski_lvlm.synthetic.world.class_phrases`).
 
 Matching rules (all on lower-case words, punctuation removed; a phrase matches a run of whole words):
 

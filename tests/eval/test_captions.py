@@ -219,7 +219,7 @@ def test_qa_judge_through_stub_endpoint(world, tmp_path):
 
 
 def test_grounding_scores_with_and_without_phrases(world, tmp_path):
-    from ski_lvlm.data.synthetic import class_phrases
+    from ski_lvlm.synthetic.world import class_phrases
     from ski_lvlm.metrics.grounding import load_phrases
 
     items, _ = captions.load_eval_set(world / "Charades_v1_test.csv")

@@ -60,7 +60,7 @@ def test_compare_no_difference(tmp_path):
 
 
 def test_compare_reads_caption_eval_folders(tmp_path):
-    from ski_lvlm.data.synthetic import CLASS_NAMES, class_phrases
+    from ski_lvlm.synthetic.world import CLASS_NAMES, class_phrases
 
     phrases = tmp_path / "class_phrases.json"
     phrases.write_text(json.dumps(class_phrases(list(CLASS_NAMES))))

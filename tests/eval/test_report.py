@@ -64,7 +64,7 @@ def _write_lvlm(run: Path, name: str, p_inject: float, world: Path) -> None:
                   "prediction": None, "references": ["x"], "error": "VideoDecodeError: corrupt"})
     (out / "predictions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
     m = compute_caption_metrics({k: [v] for k, v in cands.items()}, refs, meteor="off")
-    from ski_lvlm.data.synthetic import class_phrases
+    from ski_lvlm.synthetic.world import class_phrases
     from ski_lvlm.metrics.grounding import Phrases, caption_grounding
 
     ph = Phrases(**{k: v for k, v in class_phrases(CLASSES).items() if k != "format"})

@@ -7,7 +7,7 @@ import csv
 import pytest
 
 from ski_lvlm.data.protocols import camera_of, protocol_splits, pseudo_novel, write_protocol_files
-from ski_lvlm.data.synthetic import SyntheticConfig, generate_world
+from ski_lvlm.synthetic.world import SyntheticConfig, generate_world
 
 CLASSES = ["wave left hand", "wave right hand", "raise right hand", "sit down", "stand up", "clap", "bow", "jump", "squat"]
 NOVEL = ["wave right hand"]

@@ -230,7 +230,7 @@ def test_seed_from_path():
 
 
 def test_caption_clip_scores(tmp_path):
-    from ski_lvlm.data.synthetic import CLASS_NAMES, class_phrases
+    from ski_lvlm.synthetic.world import CLASS_NAMES, class_phrases
     from ski_lvlm.metrics.grounding import load_phrases
 
     path = tmp_path / "class_phrases.json"

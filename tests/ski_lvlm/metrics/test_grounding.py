@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from ski_lvlm.data.synthetic import CLASS_NAMES, class_phrases
+from ski_lvlm.synthetic.world import CLASS_NAMES, class_phrases
 from ski_lvlm.metrics.grounding import (AMBIGUOUS, action_of, actions_named, caption_diversity, caption_grounding,
                                         closed_qa_accuracy, load_phrases, reference_truth, side_of, tempo_of)
 

@@ -4,8 +4,8 @@ Nothing can be downloaded on our machines, so every stage of the toolkit trains 
 world first. :func:`generate_world` writes (see the README section "The synthetic ADL world" for the layout):
 
 * NTU ``.skeleton`` text files of 20 everyday actions performed by parametric 3D skeletons
-  (:mod:`ski_lvlm.data.motions`) and the cross-subject ``skeletons.npz`` the loaders read;
-* H.264 videos of the same motions rendered as person figures (:mod:`ski_lvlm.data.render`), the same
+  (:mod:`ski_lvlm.synthetic.motions`) and the cross-subject ``skeletons.npz`` the loaders read;
+* H.264 videos of the same motions rendered as person figures (:mod:`ski_lvlm.synthetic.render`), the same
   frame count as the skeleton;
 * captions, Video-ChatGPT QA pairs, LLaVA instruction JSON, a Charades-format caption test CSV, and
   base/novel class splits plus ``video_path,skeleton_path,label`` manifests;
@@ -70,7 +70,7 @@ class ActionClass:
     """One action: its motion and the words that describe it (captions, QA, Charades fields)."""
 
     name: str
-    motion: str  # key into ski_lvlm.data.motions.MOTIONS
+    motion: str  # key into ski_lvlm.synthetic.motions.MOTIONS
     verb: str  # third person: "waves their left hand"
     gerund: str  # "waving their left hand"
     part: str  # the body part that moves most: "the left hand"
@@ -380,7 +380,7 @@ def plan_clips(cfg: SyntheticConfig) -> list[ClipSpec]:
 
 def _subject(seed: int, subject: int):
     """Body proportions and tempo habit of one performer (the same in all their clips)."""
-    from ski_lvlm.data.motions import sample_body
+    from ski_lvlm.synthetic.motions import sample_body
 
     rng = np.random.default_rng(np.random.SeedSequence([seed, 7_000_003, subject]))
     return sample_body(rng), float(rng.uniform(-0.1, 0.1))
@@ -404,8 +404,8 @@ def make_clip(spec: ClipSpec, out_dir: str | Path | None) -> dict[str, Any]:
     Returns the sample name, label, frame count, the skeleton exactly as ``read_ntu_skeleton`` will read
     it back (float32 ``[3, T, 25, 2]``) and the facts captions are written from.
     """
-    from ski_lvlm.data.motions import Camera, Style, idle_joints, motion_joints, sample_body, walk_joints
-    from ski_lvlm.data.render import SCENES, render_background, render_frames, sample_look, sample_scene
+    from ski_lvlm.synthetic.motions import Camera, Style, idle_joints, motion_joints, sample_body, walk_joints
+    from ski_lvlm.synthetic.render import SCENES, render_background, render_frames, sample_look, sample_scene
 
     rng = np.random.default_rng(np.random.SeedSequence([spec.seed, spec.canonical, spec.subject, spec.replication]))
     body, habit = _subject(spec.seed, spec.subject)
@@ -560,7 +560,7 @@ def class_phrases(classes: list[str]) -> dict[str, Any]:
     that use a tempo word for something else ("moving the hand quickly from side to side" is how
     brushing looks at any tempo).
     """
-    from ski_lvlm.data.render import SCENES
+    from ski_lvlm.synthetic.render import SCENES
 
     tempo_words = {w for advs, adj, _ in TEMPO_WORDS.values() for w in (*advs, adj)}
     out: dict[str, Any] = {}

@@ -18,7 +18,7 @@ from typing import Any, NamedTuple
 import numpy as np
 from PIL import Image, ImageDraw
 
-from ski_lvlm.data.motions import Camera, J, project
+from ski_lvlm.synthetic.motions import Camera, J, project
 
 __all__ = ["Look", "Scene", "SCENES", "sample_look", "sample_scene", "render_background", "render_frames",
            "focal_length"]

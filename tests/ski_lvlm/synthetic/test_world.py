@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 
 from ski_lvlm.config import ConfigError
-from ski_lvlm.data import motions as mo
+from ski_lvlm.synthetic import motions as mo
 from ski_lvlm.data.charades import read_charades_csv
 from ski_lvlm.data.instructions import validate_llava
 from ski_lvlm.data.skeleton import read_ntu_skeleton
-from ski_lvlm.data.synthetic import (
+from ski_lvlm.synthetic.world import (
     ACTIONS,
     CLASS_NAMES,
     DEFAULT_NOVEL,
@@ -315,7 +315,7 @@ def test_class_phrases_read_the_worlds_own_language(world):
 
 
 def test_validation_split_is_made_of_training_subjects_only(tmp_path):
-    from ski_lvlm.data.synthetic import validation_subjects
+    from ski_lvlm.synthetic.world import validation_subjects
 
     assert held_out_subjects(9) == [3, 6, 9] and validation_subjects(9) == [4, 8]
     assert validation_subjects(2) == []
