@@ -13,9 +13,9 @@ pytest.importorskip("datasets")
 from ski_lvlm.data.instruction_sets import (PretokenizedProcessor, load_instruction_set,  # noqa: E402
                                             mix_sets, read_training_records, to_records, tokenize_set,
                                             tokenizer_fingerprint)
+from ski_lvlm.data.instructions import read_instruction_records  # noqa: E402
 from ski_lvlm.data.lvlm_dataset import LengthGroupedBatches, LvlmDataset  # noqa: E402
 from ski_lvlm.models.lvlm import SkiLvlmProcessor  # noqa: E402
-from ski_lvlm.models.lvlm.compat import read_instruction_records  # noqa: E402
 from ski_lvlm.models.lvlm.presets import train_tokenizer  # noqa: E402
 
 N_V, D_V, N_S, D_S = 5, 8, 3, 4
