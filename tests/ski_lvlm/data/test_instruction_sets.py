@@ -87,6 +87,7 @@ class CountingProcessor(SkiLvlmProcessor):
 
 @pytest.mark.parametrize("fmt, suffix", [("llava", ".json"), ("llava", ".jsonl"), ("llava", ".parquet"),
                                          ("videochatgpt", ".json"), ("llavidal", ".json")])
+@pytest.mark.slow
 def test_same_samples_labels_and_order_as_todays_reader(proc, tmp_path, fmt, suffix):
     records = {"llava": llava, "videochatgpt": videochatgpt, "llavidal": llavidal}[fmt](12)
     (tmp_path / "ref").mkdir()
@@ -160,6 +161,7 @@ def test_streaming_yields_the_same_first_samples(proc, tmp_path, suffix):
     assert toks == ref
 
 
+@pytest.mark.slow
 def test_a_mixture_draws_each_set_at_its_ratio(tmp_path):
     a = load_instruction_set(write(tmp_path / "a.jsonl", llava(400, "a")))
     b = load_instruction_set(write(tmp_path / "b.json", videochatgpt(400)))

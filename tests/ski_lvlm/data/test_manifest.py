@@ -22,6 +22,7 @@ def _manifest(tmp_path, n=1000):
     return path
 
 
+@pytest.mark.slow
 def test_manifest_dataset_lazy_and_small(tmp_path):
     path = _manifest(tmp_path)
     ds = ManifestDataset(path)
