@@ -426,7 +426,7 @@ class LvlmRecipe:
     def _prepare_features(self) -> None:
         from ski_lvlm.data.feature_cache import (BadItemError, FeatureCache, FeatureItem, StaleCacheError,
                                                  cache_identity, extract_features)
-        from ski_lvlm.data.lvlm_dataset import record_key
+        from ski_lvlm.data.keys import sample_key
         from ski_lvlm.training.distributed import barrier
 
         cfg = self.cfg
@@ -446,7 +446,7 @@ class LvlmRecipe:
             if self.is_main:
                 items, seen = [], set()
                 for r in self.records:
-                    key = record_key(r)
+                    key = sample_key(r)
                     if key in seen or not r.get("video_path"):
                         continue
                     seen.add(key)
@@ -472,7 +472,7 @@ class LvlmRecipe:
     def _prealign(self, cache) -> None:
         import torch
 
-        from ski_lvlm.data.lvlm_dataset import record_key
+        from ski_lvlm.data.keys import sample_key
         from ski_lvlm.training.prealign import answer_embeddings, answer_word_targets, prealign_projector
 
         steps = self.cfg.train.prealign_steps
@@ -482,7 +482,7 @@ class LvlmRecipe:
         for r in self.records:
             turns = [t for t in r["conversations"] if t.get("from") in ("gpt", "assistant")]
             try:
-                video = cache.get(record_key(r)).get("video")
+                video = cache.get(sample_key(r)).get("video")
             except KeyError:
                 continue
             if video is not None and turns:
@@ -505,7 +505,7 @@ class LvlmRecipe:
         model only: a model from ``model.init_from`` keeps the statistics it was trained with)."""
         import torch
 
-        from ski_lvlm.data.lvlm_dataset import record_key
+        from ski_lvlm.data.keys import sample_key
         from ski_lvlm.models.lvlm.projector import standardizer_of
 
         if self.cfg.model.init_from:
@@ -515,7 +515,7 @@ class LvlmRecipe:
             if std is None:
                 continue
             rows = []
-            for key in sorted({record_key(r) for r in self.records}):  # fixed order: same float sums on resume
+            for key in sorted({sample_key(r) for r in self.records}):  # fixed order: same float sums on resume
                 try:
                     feats = cache.get(key)
                 except KeyError:
@@ -528,7 +528,8 @@ class LvlmRecipe:
 
     def _build_data(self) -> None:
         from ski_lvlm.data.instruction_sets import PretokenizedProcessor, tokenize_set
-        from ski_lvlm.data.lvlm_dataset import FrameSource, LengthGroupedBatches, LvlmDataset, record_key
+        from ski_lvlm.data.keys import sample_key
+        from ski_lvlm.data.lvlm_dataset import FrameSource, LengthGroupedBatches, LvlmDataset
         from ski_lvlm.models.lvlm.processing import LabelError
         from ski_lvlm.utils.io import atomic_write_json
 
@@ -536,7 +537,7 @@ class LvlmRecipe:
         features = self.features
         if cfg.model.tower_trainable != "frozen":  # the tower sees frames at every step (decoded once)
             vc = self.model.config
-            features = FrameSource(features, {record_key(r): r["video_path"] for r in self.records
+            features = FrameSource(features, {sample_key(r): r["video_path"] for r in self.records
                                               if r.get("video_path")}, vc.num_frames, vc.frame_sampling)
         try:
             tokenized = tokenize_set(self.instruction_rows, self.processor, num_proc=cfg.data.num_proc)

@@ -10,7 +10,7 @@ from ski_lvlm.export import (CorruptExportError, ExportCheckError, ExportError, 
                              load_training_model, probe_logits)
 from tests.tiny_lvlm import make_run
 
-pytestmark = pytest.mark.usefixtures("one_thread")
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_thread")]  # every test trains or exports a run
 
 
 @pytest.fixture(scope="module")

@@ -44,7 +44,7 @@ def make_world(root: Path, n: int = 8, missing_skeleton: tuple[int, ...] = (), m
     return root / "instructions_train.json"
 
 
-pytestmark = pytest.mark.usefixtures("one_thread")
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_thread")]  # every test trains or exports a run
 
 
 @pytest.fixture(scope="module")

@@ -142,6 +142,7 @@ def test_video_features_match_video_chatgpt_recipe(clips, tiny_video):
         VideoFeatureEncoder(enc.visual, {}, frames=9, max_frames=8)
 
 
+@pytest.mark.slow
 def test_extract_resume_after_interruption(clips, tiny_video, tmp_path, monkeypatch):
     _, items = clips
     skel = load_skeleton_encoder("random:tiny", num_frames=40)
@@ -193,6 +194,7 @@ def test_extract_bad_videos(clips, tiny_video, tmp_path):
         extract_features(items[:1] * 2, tmp_path / "d", tiny_video, progress=False)
 
 
+@pytest.mark.slow
 def test_encoders_from_trained_checkpoints(tmp_path, clips):
     from ski_lvlm.models.ski_vlm import build_skeleton_clip, build_ski_vlm, build_video_clip, save_model
 

@@ -74,6 +74,7 @@ def _check(enc, toy, dim):
     return x
 
 
+@pytest.mark.slow
 def test_tower_and_cache_encoders_agree(toy, tmp_path):
     from ski_lvlm.data.feature_cache import FeatureItem, extract_features, load_video_encoder
 
@@ -90,6 +91,7 @@ def test_tower_and_cache_encoders_agree(toy, tmp_path):
     assert np.abs(xc - x).max() < 0.05  # the cache resizes uint8 frames, the tower float frames
 
 
+@pytest.mark.slow
 def test_embedding_and_lvlm_encoders(toy, tmp_path):
     from ski_lvlm.models.ski_vlm import build_video_clip, save_model
     from tests.tiny_lvlm import make_run

@@ -74,6 +74,7 @@ def make(llm):
     return model.eval(), proc
 
 
+@pytest.mark.slow
 def test_registry_name_gives_chatml_resized_tied_backbone(smol_name, tmp_path):
     model, proc = make(smol_name)
     folder = tmp_path / "home" / "models" / "smollm2-135m"
@@ -96,6 +97,7 @@ def test_registry_name_gives_chatml_resized_tied_backbone(smol_name, tmp_path):
     assert torch.equal(again.get_input_embeddings().weight, emb)
 
 
+@pytest.mark.slow
 def test_lora_trains_only_adapters_and_reloads_exactly(smol_name, tmp_path):
     from peft import LoraConfig, get_peft_model
     from safetensors import safe_open
@@ -130,6 +132,7 @@ def test_lora_trains_only_adapters_and_reloads_exactly(smol_name, tmp_path):
     assert lm.lm_head.weight is lm.model.embed_tokens.weight
 
 
+@pytest.mark.slow
 def test_train_lvlm_export_and_caption_with_a_registry_name(smol_name, tmp_path):
     from ski_lvlm.export import load_exported
     from tests.train.test_lvlm import FAST, make_world
