@@ -271,6 +271,126 @@ def _cast_safetensors(src: Path, dst: Path, dtype: torch.dtype) -> None:
     save_file(tensors, str(dst), metadata={"format": "pt"})
 
 
+def _check_options(out: Path, final: Path, *, overwrite: bool, copy_base: str, dtype: str) -> tuple[torch.dtype, str]:
+    """Refuse bad options before anything is loaded; returns the weights' dtype and its short name."""
+    if out.resolve() == final.resolve() or final.resolve() in out.resolve().parents:
+        raise ExportError(f"--out {out} must not be inside the run's final folder {final}")
+    if out.exists() and not overwrite:
+        raise ExportError(f"{out} already exists (pass overwrite / --overwrite to replace it)")
+    if copy_base not in ("auto", "always", "never"):
+        raise ExportError(f"copy_base must be auto, always or never, got {copy_base!r}")
+    try:
+        wdtype = resolve_dtype(dtype)
+    except ValueError as e:
+        raise ExportError(str(e)) from None
+    return wdtype, {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[wdtype]
+
+
+def _check_reference(reference: nn.Module, merged: nn.Module | None, *, wdtype: torch.dtype, dtype_name: str,
+                     skip_base: bool) -> tuple[nn.Module, str]:
+    """The model the reloaded export must reproduce, and its name in the check's report.
+
+    fp32: the training-time model. Lower precision: an adapter export compares with the training-time model
+    whose weights are rounded here to ``wdtype`` (in place; ``skip_base`` leaves a referenced backbone alone),
+    a merged export with its own fp32 merge, already rounded (``merged``).
+    """
+    if wdtype == torch.float32:
+        return reference, "training-time model (adapter unmerged, fp32)"
+    if merged is None:
+        _round_params(reference, wdtype, skip_base=skip_base)
+        return reference, f"training-time model with weights rounded to {dtype_name}"
+    return merged, f"fp32 merge rounded to {dtype_name}"
+
+
+def _write_adapter_layout(tmp: Path, final: Path, reference: nn.Module, *, base_ref: str | None, copy: bool,
+                          wdtype: torch.dtype, dtype_name: str, max_shard_size: str | int,
+                          log: Callable[[str], None]) -> None:
+    """PEFT adapter + ``mm_modules`` + config into ``tmp``; the backbone is referenced, or copied to ``base_llm/``."""
+    from safetensors.torch import save_file
+
+    from ski_lvlm.models.lvlm import SkiLvlmConfig
+    from ski_lvlm.training.lvlm_checkpoint import mm_modules_state_dict
+
+    cfg = SkiLvlmConfig.from_pretrained(final)
+    cfg.llm_name_or_path = "base_llm" if copy else base_ref
+    cfg.save_pretrained(tmp)
+    if (final / "generation_config.json").is_file():
+        shutil.copy2(final / "generation_config.json", tmp / "generation_config.json")
+    acfg = json.loads((final / "adapter" / "adapter_config.json").read_text())
+    acfg["base_model_name_or_path"] = cfg.llm_name_or_path
+    atomic_write_json(tmp / "adapter_config.json", acfg)
+    src = final / "adapter" / "adapter_model.safetensors"
+    if not src.is_file():
+        raise ExportError(f"{src}: missing (the adapter folder is incomplete)")
+    _cast_safetensors(src, tmp / "adapter_model.safetensors", wdtype)
+    mm = {k: (v.to(wdtype) if v.is_floating_point() else v).contiguous()
+          for k, v in mm_modules_state_dict(reference).items()}
+    save_file(mm, str(tmp / "mm_modules.safetensors"), metadata={"format": "pt"})
+    if copy:
+        from transformers import AutoModelForCausalLM
+
+        log(f"[export] copying the backbone {base_ref} -> base_llm/ ({dtype_name})")
+        base = AutoModelForCausalLM.from_pretrained(base_ref, dtype=wdtype)
+        base.save_pretrained(tmp / "base_llm", max_shard_size=max_shard_size)
+        del base
+
+
+def _write_merged_layout(tmp: Path, final: Path, reference: nn.Module, *, has_adapter: bool, wdtype: torch.dtype,
+                         max_shard_size: str | int, log: Callable[[str], None]) -> nn.Module:
+    """One standalone sharded model into ``tmp``; returns it with its weights rounded to ``wdtype`` (exactly
+    the weights written: the reference for a low-precision export's reload check)."""
+    log("[export] merging LoRA into the backbone" if has_adapter else "[export] writing full weights")
+    if has_adapter:  # merge in fp32 from the same pieces training used (not final/'s merged weights)
+        merged = load(final, dtype=torch.float32, merge_adapter=False)[0]
+        merged.language_model = merged.language_model.merge_and_unload()
+    else:
+        merged = reference
+    saved_ref = merged.config.llm_name_or_path
+    merged.config.llm_name_or_path = None  # standalone: no backbone reference needed
+    state = {k: (v.to(wdtype) if v.is_floating_point() else v) for k, v in merged.state_dict().items()}
+    merged.save_pretrained(tmp, state_dict=state, max_shard_size=max_shard_size)
+    merged.config.llm_name_or_path = saved_ref
+    del state
+    _round_params(merged, wdtype)
+    return merged
+
+
+def _export_info(*, layout: str, dtype_name: str, final: Path, base_ref: str | None, copy: bool, has_adapter: bool,
+                 run_info: dict, config: Any, processor: Any, run_dir: Path | None) -> dict[str, Any]:
+    """``export_info.json`` without the manifest and the reload-check numbers (added once known)."""
+    info: dict[str, Any] = {
+        "format": EXPORT_FORMAT, "layout": layout, "dtype": dtype_name, "source": str(final.resolve()),
+        "base_model": base_ref, "base_copied": bool(copy), "adapter": has_adapter and layout == "adapter",
+        "run_info": run_info, "created": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "num_frames": config.num_frames, "frame_sampling": config.frame_sampling,
+        "video_encoder": config.video_encoder, "num_video_tokens": config.num_video_tokens,
+        "chat_template": processor.chat_template,
+    }
+    if run_dir is not None and (run_dir / "config.yaml").is_file():
+        train_json = _read_yaml(run_dir / "config.yaml").get("data", {}).get("train_json")
+        if train_json:
+            info["train_json"] = str(Path(train_json).resolve())
+    return info
+
+
+def _reload_check(tmp: Path, info: dict, processor: Any, ref_model: nn.Module,
+                  probe_seeds: tuple[int, ...]) -> tuple[float, bool]:
+    """Write the manifest, load ``tmp`` back as a user would and compare its probe logits with ``ref_model``.
+
+    Returns:
+        ``(max abs logit difference, whether the exported processor tokenises the probe prompts the same)``.
+    """
+    want = probe_logits(ref_model, processor, probe_seeds)
+    info["files"] = _manifest(tmp)  # README.md size fixed after the card is written
+    atomic_write_json(tmp / INFO_FILE, info)
+    # Loaded in fp32 (stored low-precision weights upcast exactly) and unmerged: a low-precision merge
+    # or bf16 RoPE / normalisation buffers would add rounding that is not in the files checked here.
+    reloaded, reproc = load(tmp, dtype=torch.float32, merge_adapter=False)
+    got = probe_logits(reloaded.float(), reproc, probe_seeds)
+    same_ids = reproc(list(PROBE_PROMPTS))["input_ids"].equal(processor(list(PROBE_PROMPTS))["input_ids"])
+    return _max_diff(want, got), same_ids
+
+
 def export_run(
     run: str | Path,
     out: str | Path,
@@ -297,26 +417,13 @@ def export_run(
     Raises:
         ExportError / ExportCheckError; ``out`` is untouched unless the whole export succeeded.
     """
-    from safetensors.torch import save_file
-
     from ski_lvlm.models.lvlm import SkiLvlmConfig
-    from ski_lvlm.training.lvlm_checkpoint import mm_modules_state_dict
 
     t0 = time.perf_counter()
     out = Path(out)
     final = resolve_final(run)
     run_dir = final.parent if final.name == "final" else None
-    if out.resolve() == final.resolve() or final.resolve() in out.resolve().parents:
-        raise ExportError(f"--out {out} must not be inside the run's final folder {final}")
-    if out.exists() and not overwrite:
-        raise ExportError(f"{out} already exists (pass overwrite / --overwrite to replace it)")
-    if copy_base not in ("auto", "always", "never"):
-        raise ExportError(f"copy_base must be auto, always or never, got {copy_base!r}")
-    try:
-        wdtype = resolve_dtype(dtype)
-    except ValueError as e:
-        raise ExportError(str(e)) from None
-    dtype_name = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[wdtype]
+    wdtype, dtype_name = _check_options(out, final, overwrite=overwrite, copy_base=copy_base, dtype=dtype)
     run_info = json.loads((final / "run_info.json").read_text()) if (final / "run_info.json").is_file() else {}
     config = SkiLvlmConfig.from_pretrained(final)
     has_adapter = (final / "adapter" / "adapter_config.json").is_file()
@@ -337,80 +444,25 @@ def export_run(
 
     with atomic_dir(out, overwrite=overwrite) as tmp:
         if layout == "adapter":
-            cfg = SkiLvlmConfig.from_pretrained(final)
-            cfg.llm_name_or_path = "base_llm" if copy else base_ref
-            cfg.save_pretrained(tmp)
-            if (final / "generation_config.json").is_file():
-                shutil.copy2(final / "generation_config.json", tmp / "generation_config.json")
-            acfg = json.loads((final / "adapter" / "adapter_config.json").read_text())
-            acfg["base_model_name_or_path"] = cfg.llm_name_or_path
-            atomic_write_json(tmp / "adapter_config.json", acfg)
-            src = final / "adapter" / "adapter_model.safetensors"
-            if not src.is_file():
-                raise ExportError(f"{src}: missing (the adapter folder is incomplete)")
-            _cast_safetensors(src, tmp / "adapter_model.safetensors", wdtype)
-            mm = {k: (v.to(wdtype) if v.is_floating_point() else v).contiguous()
-                  for k, v in mm_modules_state_dict(reference).items()}
-            save_file(mm, str(tmp / "mm_modules.safetensors"), metadata={"format": "pt"})
-            if copy:
-                from transformers import AutoModelForCausalLM
-
-                log(f"[export] copying the backbone {base_ref} -> base_llm/ ({dtype_name})")
-                base = AutoModelForCausalLM.from_pretrained(base_ref, dtype=wdtype)
-                base.save_pretrained(tmp / "base_llm", max_shard_size=max_shard_size)
-                del base
+            _write_adapter_layout(tmp, final, reference, base_ref=base_ref, copy=copy, wdtype=wdtype,
+                                  dtype_name=dtype_name, max_shard_size=max_shard_size, log=log)
         else:
-            log("[export] merging LoRA into the backbone" if has_adapter else "[export] writing full weights")
-            if has_adapter:  # merge in fp32 from the same pieces training used (not final/'s merged weights)
-                merged = load(final, dtype=torch.float32, merge_adapter=False)[0]
-                merged.language_model = merged.language_model.merge_and_unload()
-            else:
-                merged = reference
-            saved_ref = merged.config.llm_name_or_path
-            merged.config.llm_name_or_path = None  # standalone: no backbone reference needed
-            state = {k: (v.to(wdtype) if v.is_floating_point() else v) for k, v in merged.state_dict().items()}
-            merged.save_pretrained(tmp, state_dict=state, max_shard_size=max_shard_size)
-            merged.config.llm_name_or_path = saved_ref
-            del state
-            _round_params(merged, wdtype)  # the low-precision reference: exactly the weights written
+            merged = _write_merged_layout(tmp, final, reference, has_adapter=has_adapter, wdtype=wdtype,
+                                          max_shard_size=max_shard_size, log=log)
         processor.save_pretrained(tmp)
-        info: dict[str, Any] = {
-            "format": EXPORT_FORMAT, "layout": layout, "dtype": dtype_name, "source": str(final.resolve()),
-            "base_model": base_ref, "base_copied": bool(copy), "adapter": has_adapter and layout == "adapter",
-            "run_info": run_info, "created": time.strftime("%Y-%m-%d %H:%M:%S"),
-            "num_frames": config.num_frames, "frame_sampling": config.frame_sampling,
-            "video_encoder": config.video_encoder, "num_video_tokens": config.num_video_tokens,
-            "chat_template": processor.chat_template,
-        }
-        if run_dir is not None and (run_dir / "config.yaml").is_file():
-            train_json = _read_yaml(run_dir / "config.yaml").get("data", {}).get("train_json")
-            if train_json:
-                info["train_json"] = str(Path(train_json).resolve())
+        info = _export_info(layout=layout, dtype_name=dtype_name, final=final, base_ref=base_ref, copy=copy,
+                            has_adapter=has_adapter, run_info=run_info, config=config, processor=processor,
+                            run_dir=run_dir)
         card_stub = "# SKI-LVLM export\n"  # replaced below; listed in the manifest with its final size
         atomic_write_text(tmp / "README.md", card_stub)
 
         # --- reload check (the export as a user would load it, in the export dtype, compared in fp32)
         log("[export] reload check")
-        if wdtype == torch.float32:
-            ref_model, ref_name = reference, "training-time model (adapter unmerged, fp32)"
-        elif layout == "adapter":
-            _round_params(reference, wdtype, skip_base=not copy)
-            ref_model, ref_name = reference, f"training-time model with weights rounded to {dtype_name}"
-        else:
-            ref_model = merged  # noqa: F821 - set in the merged branch above
-            ref_name = f"fp32 merge rounded to {dtype_name}"
-        want = probe_logits(ref_model, processor, probe_seeds)
-        info["files"] = _manifest(tmp)  # README.md size fixed after the card is written
-        atomic_write_json(tmp / INFO_FILE, info)
-        # Loaded in fp32 (stored low-precision weights upcast exactly) and unmerged: a low-precision merge
-        # or bf16 RoPE / normalisation buffers would add rounding that is not in the files checked here.
-        reloaded, reproc = load(tmp, dtype=torch.float32, merge_adapter=False)
-        got = probe_logits(reloaded.float(), reproc, probe_seeds)
-        diff = _max_diff(want, got)
-        same_ids = reproc(list(PROBE_PROMPTS))["input_ids"].equal(processor(list(PROBE_PROMPTS))["input_ids"])
+        ref_model, ref_name = _check_reference(reference, None if layout == "adapter" else merged, wdtype=wdtype,
+                                               dtype_name=dtype_name, skip_base=not copy)
+        diff, same_ids = _reload_check(tmp, info, processor, ref_model, probe_seeds)
         info["reload_check"] = {"max_abs_diff": diff, "atol": atol, "probes": len(probe_seeds) * len(PROBE_PROMPTS),
                                 "reference": ref_name, "same_prompt_ids": same_ids, "passed": diff <= atol and same_ids}
-        del reloaded
         if not same_ids:
             raise ExportCheckError("reload check failed: the exported processor tokenises the probe prompts "
                                    "differently from the training-time processor")
