@@ -145,8 +145,12 @@ def load(path: str | Path, *, device: str | torch.device = "cpu", dtype: torch.d
     if not (path / "config.json").is_file():
         raise _layout_error(path)
     guard = _guarded if exported else _unguarded
-    adapter = path / "adapter" if (path / "adapter").is_dir() else path if exported and (
-        path / "adapter_config.json").is_file() else None
+    if (path / "adapter").is_dir():  # a run's final/ folder keeps the PEFT adapter in adapter/
+        adapter = path / "adapter"
+    elif (path / "adapter_config.json").is_file():  # an adapter export keeps it at its top level
+        adapter = path
+    else:
+        adapter = None
     full = next((path / f for f in _FULL_WEIGHTS if (path / f).is_file()), None)
     kw = {"dtype": dtype} if dtype is not None else {}
     if full is not None and (merge_adapter or adapter is None):
