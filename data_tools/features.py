@@ -23,11 +23,11 @@ import argparse
 import os
 from pathlib import Path
 
-from ski_lvlm.data.feature_cache import (BadItemError, FeatureItem, StaleCacheError, extract_features,
-                                         load_skeleton_encoder, load_video_encoder)
+from ski_lvlm.data.feature_cache import BadItemError, FeatureItem, StaleCacheError, extract_features
 from ski_lvlm.data.instruction_sets import load_instruction_set, to_records
 from ski_lvlm.data.keys import sample_key
 from ski_lvlm.data.manifest import ManifestDataset
+from ski_lvlm.models.encoders import load_skeleton_encoder, load_video_encoder
 from ski_lvlm.utils.errors import UserError, cli_entry
 from ski_lvlm.utils.io import atomic_write_json, check_writable_parent
 from ski_lvlm.utils.runtime import pick_device, resolve_dtype

@@ -338,7 +338,7 @@ class LvlmRecipe:
         cfg = self.cfg
         if not cfg.model.skeleton_encoder:
             return None
-        from ski_lvlm.data.feature_cache import load_skeleton_encoder
+        from ski_lvlm.models.encoders import load_skeleton_encoder
 
         try:
             enc = load_skeleton_encoder(cfg.model.skeleton_encoder, num_frames=cfg.model.skeleton_frames,
@@ -353,16 +353,16 @@ class LvlmRecipe:
         return enc
 
     def _build_model(self) -> None:
-        from ski_lvlm.data.feature_cache import load_video_encoder
+        from ski_lvlm.models.encoders import load_video_encoder
+        from ski_lvlm.models.lvlm import load
         from ski_lvlm.models.lvlm.presets import create_lvlm
-        from ski_lvlm.training.lvlm_checkpoint import load_lvlm
 
         cfg, m = self.cfg, self.cfg.model
         if m.init_from:
-            model, processor = load_lvlm(m.init_from)
+            model, processor = load(m.init_from)
             if model.video_tower is None:
                 raise UserError(f"model.init_from={m.init_from}: the model has no video tower to compute features")
-            from ski_lvlm.data.feature_cache import VideoFeatureEncoder
+            from ski_lvlm.models.encoders import VideoFeatureEncoder
 
             vc = model.config
             self.video_encoder = VideoFeatureEncoder(
@@ -863,7 +863,7 @@ class LvlmRecipe:
                 if self.model.video_tower is not None and self.cfg.model.tower_trainable == "lora":
                     self.model.video_tower.merge_adapters()  # saved as plain tower weights
                 save_final(self.out / "final", self.model, self.processor, run_info=info, save_full=save_full)
-                self.log(f"saved {self.out / 'final'} (load with ski_lvlm.training.lvlm_checkpoint.load_lvlm)")
+                self.log(f"saved {self.out / 'final'} (load with ski_lvlm.models.lvlm.load)")
         return 0
 
     def cleanup(self) -> None:

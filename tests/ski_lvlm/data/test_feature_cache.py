@@ -10,11 +10,12 @@ import pytest
 import torch
 
 from ski_lvlm.data.feature_cache import (BadItemError, FeatureCache, FeatureCacheWriter, FeatureItem, StaleCacheError,
-                                         VideoFeatureEncoder, cache_identity, extract_features, identity_diff,
-                                         load_skeleton_encoder, load_video_encoder, state_dict_sha256)
+                                         cache_identity, extract_features, identity_diff)
 from ski_lvlm.data.skeleton import read_ntu_skeleton, write_ntu_skeleton
 from ski_lvlm.data.video import read_frames, write_video
 from ski_lvlm.models.clip_towers import frame_features
+from ski_lvlm.models.encoders import (VideoFeatureEncoder, load_skeleton_encoder, load_video_encoder,
+                                     state_dict_sha256)
 from ski_lvlm.models.pooling import spatio_temporal_pool
 
 IDENT = {"video": {"kind": "test", "weights_sha256": "abc", "frames": 4}, "skeleton": None, "dtype": "float16"}

@@ -76,7 +76,8 @@ def _check(enc, toy, dim):
 
 @pytest.mark.slow
 def test_tower_and_cache_encoders_agree(toy, tmp_path):
-    from ski_lvlm.data.feature_cache import FeatureItem, extract_features, load_video_encoder
+    from ski_lvlm.data.feature_cache import FeatureItem, extract_features
+    from ski_lvlm.models.encoders import load_video_encoder
 
     enc = load_probe_encoder("clip:ski-tiny-ViT", num_frames=4)  # 4 temporal + 16 spatial tokens of 64
     x = _check(enc, toy, (4 + 16) * 64)

@@ -172,7 +172,7 @@ def test_default_text_encoder_is_clip_and_old_folders_load_as_clip(tmp_path, tok
 
 @pytest.mark.slow
 def test_hf_text_ski_vlm_round_trip_and_feature_paths(tmp_path, bert):
-    from ski_lvlm.data.feature_cache import load_video_encoder
+    from ski_lvlm.models.encoders import load_video_encoder
     from ski_lvlm.models.lvlm.modeling import VideoTower
 
     teacher = build_skeleton_clip(encoder="tiny", text_encoder=bert, text_unlocked_layers=1)
