@@ -35,11 +35,12 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["DEFAULT_PROMPT", "VIDEO_SUFFIXES", "VideoError", "VideoRejected", "CaptionResult", "Captioner",
+from ski_lvlm.data.video import VIDEO_EXTS
+
+__all__ = ["DEFAULT_PROMPT", "VideoError", "VideoRejected", "CaptionResult", "Captioner",
            "validate_video", "find_videos"]
 
 DEFAULT_PROMPT = "Describe the video in detail."
-VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v", ".mpg", ".mpeg")
 
 VideoLike = str | os.PathLike | np.ndarray | torch.Tensor
 
@@ -74,7 +75,7 @@ def find_videos(paths: Iterable[str | Path]) -> list[Path]:
     out: list[Path] = []
     for p in map(Path, paths):
         if p.is_dir():
-            out += sorted(f for f in p.rglob("*") if f.suffix.lower() in VIDEO_SUFFIXES and f.is_file())
+            out += sorted(f for f in p.rglob("*") if f.suffix.lower() in VIDEO_EXTS and f.is_file())
         else:
             out.append(p)
     return out
