@@ -36,11 +36,11 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+from ski_lvlm.metrics.captions import CAPTION_METRICS
 from ski_lvlm.utils.errors import UserError, cli_entry
 
 PROG = "ski-lvlm eval all"
 ASSETS = "report_assets"
-CAPTION_METRICS = ("BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4", "METEOR", "ROUGE-L", "CIDEr-D")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -82,14 +82,11 @@ def _short_error(e: BaseException) -> str:
 # --------------------------------------------------------------------------------------------------
 # evaluation steps (reuse or run)
 # --------------------------------------------------------------------------------------------------
-def _call(main, argv: list[str]) -> int:
-    """A recipe's main without its cli_entry wrapper, so a UserError's message reaches the report."""
+def _library_error(e: BaseException) -> str | None:
+    """The message of an error the user can act on (bad input, bad config), else None (a bug: traceback)."""
     from ski_lvlm.config import ConfigError
 
-    try:
-        return int(getattr(main, "__wrapped__", main)(argv) or 0)
-    except ConfigError as e:
-        raise UserError(str(e)) from None
+    return str(e) if isinstance(e, (UserError, ConfigError)) else None
 
 
 def run_zero_shot(run: Path, found: dict, args) -> tuple[dict | None, str | None]:
@@ -105,21 +102,18 @@ def run_zero_shot(run: Path, found: dict, args) -> tuple[dict | None, str | None
         return (old, None) if old else (None, "results missing and --skip-eval given")
     if found["world"] is None or not (found["world"] / "zsl_novel_test.csv").is_file():
         return (old, None) if old else (None, "no world with zsl_novel_test.csv (give --world)")
-    from eval import zero_shot
+    from ski_lvlm.evaluation.zero_shot import evaluate_zero_shot
+    from ski_lvlm.utils.runtime import pick_device
 
-    argv = ["--world", str(found["world"]), "--out", str(out), "--device", args.device]
-    for label, folder in found["vlm"].items():
-        argv += ["--model", f"{label}={folder}"]
+    w = found["world"]
     print(f"{PROG}: zero-shot evaluation of {', '.join(found['vlm'])}")
     try:
-        rc = _call(zero_shot.main, argv)
-    except UserError as e:
-        return old, f"ski-lvlm eval zero-shot: {e}"
+        evaluate_zero_shot(found["vlm"], w / "zsl_novel_test.csv", w / "zsl_novel_classes.csv", out,
+                           device=pick_device(args.device))
     except Exception as e:  # one broken part must not cost the whole report
-        return old, f"ski-lvlm eval zero-shot failed: {_short_error(e)}"
-    if rc != 0 or not res_path.is_file():
-        return old, f"ski-lvlm eval zero-shot failed (exit code {rc}; see the messages above)"
-    return json.loads(res_path.read_text()), None
+        msg = _library_error(e)
+        return old, f"ski-lvlm eval zero-shot: {msg}" if msg else f"ski-lvlm eval zero-shot failed: {_short_error(e)}"
+    return json.loads(res_path.read_text()), None  # as a rerun would read it back
 
 
 def run_captions(run: Path, name: str, run_dir: Path, found: dict, args) -> tuple[dict | None, str | None]:
@@ -134,28 +128,17 @@ def run_captions(run: Path, name: str, run_dir: Path, found: dict, args) -> tupl
     eval_set = Path(args.eval_set) if args.eval_set else (found["world"] / "Charades_v1_test.csv" if found["world"] else None)
     if eval_set is None or not eval_set.is_file():
         return old, "no caption eval set (give --eval-set, or --world with Charades_v1_test.csv)"
-    from eval import captions
+    from ski_lvlm.evaluation.captions import evaluate_captions
 
-    argv = ["--model", str(final), "--eval-set", str(eval_set), "--out", str(out), "--device", args.device,
-            "--batch-size", str(args.batch_size), "--max-new-tokens", str(args.max_new_tokens), "--meteor", args.meteor,
-            "--no-progress"]
-    if args.videos:
-        argv += ["--videos", args.videos]
-    if args.limit:
-        argv += ["--limit", str(args.limit)]
-    if args.judge_url:
-        argv += ["--judge-url", args.judge_url, "--judge-model", args.judge_model]
-    if args.rerun:
-        argv.append("--overwrite")
     print(f"{PROG}: caption / QA benchmark of {name}")
     try:
-        rc = _call(captions.main, argv)
-    except UserError as e:
-        return old, f"ski-lvlm eval captions: {e}"
+        evaluate_captions(final, eval_set, out, videos=args.videos, batch_size=args.batch_size,
+                          max_new_tokens=args.max_new_tokens, limit=args.limit, meteor=args.meteor,
+                          judge={"url": args.judge_url, "model": args.judge_model} if args.judge_url else None,
+                          overwrite=args.rerun, device=args.device, dtype=args.dtype, progress=False)
     except Exception as e:
-        return old, f"ski-lvlm eval captions failed: {_short_error(e)}"
-    if rc != 0 or not res_path.is_file():
-        return old, f"ski-lvlm eval captions failed (exit code {rc}; see the messages above)"
+        msg = _library_error(e)
+        return old, f"ski-lvlm eval captions: {msg}" if msg else f"ski-lvlm eval captions failed: {_short_error(e)}"
     return json.loads(res_path.read_text()), None
 
 
@@ -257,7 +240,7 @@ def section_overview(rep, run: Path, found: dict, zs: dict | None = None,
         s.text(f"World / dataset folder `{w}`.")
     else:
         s.not_run("no world folder (RUN/world or --world)")
-    from eval.zero_shot import kind_label
+    from ski_lvlm.evaluation.zero_shot import kind_label
 
     rows = []
     for n, folder in found["vlm"].items():
@@ -296,7 +279,7 @@ def section_zero_shot(rep, run: Path, zs: dict | None, why: str | None) -> None:
     models = zs.get("models", {})
     s.text(f"{zs.get('num_classes', '?')} unseen classes, {zs.get('num_samples', '?')} clips (`{zs.get('manifest', '?')}`). "
            "Video models are evaluated from video only; SkeletonCLIP reads skeletons.")
-    from eval.zero_shot import KIND_LABEL
+    from ski_lvlm.evaluation.zero_shot import KIND_LABEL
 
     rows = [[label, m.get("display") or KIND_LABEL.get(m.get("kind"), m.get("kind", "?")), m.get("input", "?"), fmt_pct(m.get("top1")), fmt_pct(m.get("top5")),
              fmt_pct(m.get("mean_class_acc")), m.get("views", 1)] for label, m in models.items()]
@@ -531,7 +514,7 @@ def section_examples(rep, run: Path, caps: dict[str, tuple[dict | None, str | No
         return
     s.text(f"{len(chosen)} test videos drawn at random (seed 0): 8 frames sampled uniformly, the references, "
            "and each run's caption.")
-    from eval.captions import find_video, read_video_frames
+    from ski_lvlm.data.video import find_video, read_frames
 
     for r in chosen:
         vid = r["video_id"]
@@ -541,7 +524,7 @@ def section_examples(rep, run: Path, caps: dict[str, tuple[dict | None, str | No
         if path is not None:
             out = run / ASSETS / f"frames_{vid}.png"
             try:
-                save_frame_strip(read_video_frames(path, 8, "uniform"), out)
+                save_frame_strip(read_frames(path, 8, sampling="uniform"), out)
                 img = Image(_rel(run, out), f"frames of {vid}")
             except Exception as e:
                 note = f"frames not shown: {_short_error(e)}"
@@ -607,6 +590,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--skip-eval", action="store_true", help="only write the report from results already on disk")
     p.add_argument("--embed-images", action="store_true", help="put the images into report.html (base64)")
     p.add_argument("--device", default="auto", help="auto (default), cpu or cuda")
+    p.add_argument("--dtype", choices=["float32", "bfloat16", "auto"], default="float32",
+                   help="caption generation dtype: float32 (default), bfloat16 (faster on CPU, other numbers) or "
+                        "auto (bf16 on CUDA, float32 on CPU)")
     return p
 
 
@@ -620,6 +606,10 @@ def main(argv: list[str] | None = None) -> int:
         raise UserError("--judge-url and --judge-model go together")
     if args.world and not Path(args.world).is_dir():
         raise UserError(f"--world {args.world}: not a folder")
+    bad = [f"--{k.replace('_', '-')}" for k in ("batch_size", "max_new_tokens", "limit")
+           if getattr(args, k) is not None and getattr(args, k) < 1]
+    if bad:
+        raise UserError(f"{', '.join(bad)}: must be >= 1")
     found = discover(run, Path(args.world) if args.world else None)
     zs = run_zero_shot(run, found, args)
     caps = {name: run_captions(run, name, d, found, args) for name, d in found["lvlm"].items()}
