@@ -15,12 +15,13 @@ Eval sets (detected from the file):
 With a caption set, a ``qa.json`` next to it (the synthetic world's) is evaluated too (``--qa FILE`` picks
 another, ``--qa none`` skips QA).
 
-Video ``<id>`` is ``--videos/<id>.{mp4,avi,webm,mkv,mov}`` (default: ``videos/`` next to the eval set).
+Video ``<id>`` is ``--videos/<id>.<ext>`` for ``ski_lvlm.data.video.VIDEO_EXTS`` (default: ``videos/`` next to the eval set).
 The model sees video only: no skeleton is read, also for models trained with skeleton injection.
 Generation is greedy, batched (left padding), with the KV cache, through ``ski_lvlm.inference.Captioner``
 (the same path as ``ski-lvlm caption``); each video is encoded once by the model's own frozen tower with
 ``read_frames(path, config.num_frames, config.frame_sampling)``. ``--dtype bfloat16`` casts the model for
-generation (faster on CPU, other numbers; ``auto`` = bf16 on CUDA, fp32 on CPU; default float32).
+generation (faster on CPU, other numbers; ``auto`` = bf16 on CUDA, fp32 on CPU); the default, ``saved``,
+keeps the weights' own dtype as before.
 The work is ``ski_lvlm.evaluation.evaluate_captions``; this file only reads the command line.
 
 Output in ``--out``:
@@ -92,9 +93,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--retry-errors", action="store_true", help="try items whose video failed before again")
     p.add_argument("--overwrite", action="store_true", help="discard earlier predictions in --out")
     p.add_argument("--device", default="auto", help="auto (default), cpu or cuda")
-    p.add_argument("--dtype", choices=["float32", "bfloat16", "auto"], default="float32",
-                   help="generation dtype: float32 (default), bfloat16 (faster on CPU, other numbers) or auto "
-                        "(bf16 on CUDA, float32 on CPU)")
+    p.add_argument("--dtype", choices=["saved", "float32", "bfloat16", "auto"], default="saved",
+                   help="generation dtype: saved (default) = the weights' own dtype, as before this option; "
+                        "float32; bfloat16 (faster on CPU, other numbers); auto = bf16 on CUDA, float32 on CPU")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
 
@@ -124,8 +125,8 @@ def main(argv: list[str] | None = None) -> int:
         qa=None if args.qa == "none" else args.qa, phrases=args.phrases, batch_size=args.batch_size,
         max_new_tokens=args.max_new_tokens, prompt=args.prompt, limit=args.limit, meteor=args.meteor,
         judge={"url": args.judge_url, "model": args.judge_model} if args.judge_url else None,
-        retry_errors=args.retry_errors, overwrite=args.overwrite, device=args.device, dtype=args.dtype,
-        progress=not args.no_progress)
+        retry_errors=args.retry_errors, overwrite=args.overwrite, device=args.device,
+        dtype=None if args.dtype == "saved" else args.dtype, progress=not args.no_progress)
     out, counts = Path(args.out), res["run"]
     print(results_markdown(res))
     print(f"{PROG}: {counts['generated']} generated now, {counts['done_before']} reused, {res['n_errors']} errors; "

@@ -135,7 +135,8 @@ def run_captions(run: Path, name: str, run_dir: Path, found: dict, args) -> tupl
         evaluate_captions(final, eval_set, out, videos=args.videos, batch_size=args.batch_size,
                           max_new_tokens=args.max_new_tokens, limit=args.limit, meteor=args.meteor,
                           judge={"url": args.judge_url, "model": args.judge_model} if args.judge_url else None,
-                          overwrite=args.rerun, device=args.device, dtype=args.dtype, progress=False)
+                          overwrite=args.rerun, device=args.device,
+                          dtype=None if args.dtype == "saved" else args.dtype, progress=False)
     except Exception as e:
         msg = _library_error(e)
         return old, f"ski-lvlm eval captions: {msg}" if msg else f"ski-lvlm eval captions failed: {_short_error(e)}"
@@ -590,9 +591,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--skip-eval", action="store_true", help="only write the report from results already on disk")
     p.add_argument("--embed-images", action="store_true", help="put the images into report.html (base64)")
     p.add_argument("--device", default="auto", help="auto (default), cpu or cuda")
-    p.add_argument("--dtype", choices=["float32", "bfloat16", "auto"], default="float32",
-                   help="caption generation dtype: float32 (default), bfloat16 (faster on CPU, other numbers) or "
-                        "auto (bf16 on CUDA, float32 on CPU)")
+    p.add_argument("--dtype", choices=["saved", "float32", "bfloat16", "auto"], default="saved",
+                   help="caption generation dtype: saved (default) = the weights' own dtype, as before this option; "
+                        "float32; bfloat16 (faster on CPU, other numbers); auto = bf16 on CUDA, float32 on CPU")
     return p
 
 

@@ -160,7 +160,7 @@ def _check_settings(out: Path, settings: dict, overwrite: bool) -> None:
                             f"{[old.get(k) for k in diff]}); use another --out or --overwrite")
 
 
-def _load_captioner(model_dir: Path, device: str, dtype: str):
+def _load_captioner(model_dir: Path, device: str, dtype: str | None):
     """The model as a :class:`Captioner` (no fast path: greedy numbers must match the plain ``generate``)."""
     from ski_lvlm.inference import Captioner
     from ski_lvlm.training.lvlm_checkpoint import load_lvlm
@@ -181,7 +181,7 @@ def evaluate_captions(model: str | Path, eval_set: str | Path, out: str | Path, 
                       phrases: str | Path | None = "auto", batch_size: int = 8, max_new_tokens: int = 64,
                       prompt: str | None = None, limit: int | None = None, meteor: str = "auto",
                       judge: dict | None = None, retry_errors: bool = False, overwrite: bool = False,
-                      device: str = "auto", dtype: str = "float32", progress: bool = True) -> dict:
+                      device: str = "auto", dtype: str | None = None, progress: bool = True) -> dict:
     """Generate what is missing in ``out/predictions.jsonl``, score everything and write the result files.
 
     Args:
@@ -190,7 +190,9 @@ def evaluate_captions(model: str | Path, eval_set: str | Path, out: str | Path, 
         qa: ``"auto"`` = ``qa.json`` next to a caption set; a path; ``None`` = no QA.
         phrases: ``class_phrases.json`` for grounding; ``"auto"`` = next to the eval set; ``None`` = n/a.
         judge: ``{"url", "model"}`` of an OpenAI-compatible endpoint for open QA, or ``None``.
-        dtype: generation dtype (``float32``, ``bfloat16``, ``auto`` = bf16 on CUDA, fp32 on CPU).
+        dtype: generation dtype: ``None`` = the weights' own dtype as saved (float32 for CPU-trained runs,
+            bf16 for most GPU-trained ones; what this benchmark always did), ``"float32"``, ``"bfloat16"``
+            or ``"auto"`` (bf16 on CUDA, float32 on CPU).
 
     Returns:
         the results (also in ``results.json``); the model is not loaded when every item is done.
@@ -211,9 +213,8 @@ def evaluate_captions(model: str | Path, eval_set: str | Path, out: str | Path, 
     pred_path = out / "predictions.jsonl"
     settings = {"model": str(model_dir.resolve()), "prompt": prompt, "max_new_tokens": max_new_tokens,
                 "decoding": "greedy", "input": "video only"}
-    resolved = dtype_name(dtype, device)
-    if resolved != "float32":  # absent for float32, so folders from before the option still resume
-        settings["dtype"] = resolved
+    if dtype is not None:  # absent for the saved dtype, so folders from before the option still resume
+        settings["dtype"] = dtype_name(dtype, device)
     _check_settings(out, settings, overwrite)
     atomic_write_json(out / "settings.json", settings)
 
