@@ -5,7 +5,8 @@
   :func:`~.captions.evaluate_captions`, the whole benchmark;
 * :mod:`.scoring`: scores of finished predictions (captions overall and per group, grounding, QA, MC);
 * :mod:`.markdown`: ``results.md``;
-* :mod:`.zero_shot`: zero-shot action recognition of model folders.
+* :mod:`.zero_shot`: zero-shot action recognition of model folders;
+* :mod:`.run_report`: what a run folder holds and its report.md / report.html (``ski-lvlm eval all``).
 
 Metrics themselves (BLEU..CIDEr-D, QA, classification) live in :mod:`ski_lvlm.metrics`.
 """

@@ -2,7 +2,6 @@ import json
 import shutil
 
 import pytest
-import torch
 
 from eval.zero_shot import main
 from ski_lvlm.models.ski_vlm import build_ski_vlm, build_skeleton_clip, build_video_clip, save_model
