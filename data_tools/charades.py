@@ -27,10 +27,9 @@ from pathlib import Path
 from ski_lvlm.data.charades import (DESCRIBE_QUESTION, CharadesFormatError, caption_benchmark, caption_eval_set,
                                     main_action, read_charades_classes, read_charades_csv)
 from ski_lvlm.data.instructions import TemplateSample, from_videochatgpt, template_qa
+from ski_lvlm.data.video import VIDEO_EXTS, find_video
 from ski_lvlm.utils.errors import UserError, cli_entry
 from ski_lvlm.utils.io import atomic_dir, check_writable_parent
-
-VIDEO_EXTS = (".mp4", ".avi", ".mkv", ".mov", ".webm")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -49,14 +48,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--per-video", type=int, default=3, help="template QA pairs per video (default 3)")
     p.add_argument("--seed", type=int, default=0, help="seed of the template QA draw (default 0)")
     return p
-
-
-def _find_video(folder: Path, vid: str) -> Path | None:
-    for ext in VIDEO_EXTS:
-        cand = folder / f"{vid}{ext}"
-        if cand.is_file():
-            return cand
-    return None
 
 
 @cli_entry("ski-lvlm data charades")
@@ -88,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     found: dict[str, Path] = {}
     missing_videos = []
     for v in videos:
-        path = _find_video(videos_dir, v.id)
+        path = find_video(videos_dir, v.id)
         if path is None:
             missing_videos.append(v.id)
         else:

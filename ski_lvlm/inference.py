@@ -35,11 +35,13 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["DEFAULT_PROMPT", "VIDEO_SUFFIXES", "VideoError", "VideoRejected", "CaptionResult", "Captioner",
-           "validate_video", "find_videos"]
+from ski_lvlm.data.video import VIDEO_EXTS
+
+__all__ = ["DEFAULT_PROMPT", "VideoError", "VideoRejected", "CaptionResult", "Captioner",
+           "validate_video", "find_videos",
+           "resolve_generation_dtype", "dtype_name"]
 
 DEFAULT_PROMPT = "Describe the video in detail."
-VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v", ".mpg", ".mpeg")
 
 VideoLike = str | os.PathLike | np.ndarray | torch.Tensor
 
@@ -74,7 +76,7 @@ def find_videos(paths: Iterable[str | Path]) -> list[Path]:
     out: list[Path] = []
     for p in map(Path, paths):
         if p.is_dir():
-            out += sorted(f for f in p.rglob("*") if f.suffix.lower() in VIDEO_SUFFIXES and f.is_file())
+            out += sorted(f for f in p.rglob("*") if f.suffix.lower() in VIDEO_EXTS and f.is_file())
         else:
             out.append(p)
     return out
@@ -112,6 +114,28 @@ def validate_video(path: str | Path, *, max_bytes: int | None = None, max_second
     return info
 
 
+def resolve_generation_dtype(dtype: str | torch.dtype, device: torch.device | str) -> torch.dtype:
+    """``"float32"``/``"bfloat16"`` (or fp32/bf16/fp16, a torch dtype); ``"auto"`` = bf16 on CUDA, fp32 elsewhere.
+
+    ``auto`` keeps CPU runs exact by default; bf16 on CPU is opt-in (it changes greedy outputs).
+    """
+    from ski_lvlm.utils.runtime import resolve_dtype
+
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype == "auto":
+        return torch.bfloat16 if torch.device(device).type == "cuda" else torch.float32
+    return resolve_dtype(dtype)
+
+
+def dtype_name(dtype: str | torch.dtype, device: torch.device | str = "auto") -> str:
+    """The resolved dtype as a name (``"float32"``, ``"bfloat16"``) for settings files; ``device`` may be
+    ``"auto"`` (CUDA when available), as the CLIs take it."""
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    return str(resolve_generation_dtype(dtype, device)).removeprefix("torch.")
+
+
 def _messages(prompt: str | None, history: Sequence | None) -> list[dict[str, str]]:
     """``history`` as ``[(user, assistant), ...]`` or ``[{"role", "content"}, ...]`` + the new prompt."""
     msgs: list[dict[str, str]] = []
@@ -133,15 +157,20 @@ class Captioner:
             (``config.video_encoder`` None) only :meth:`generate` with precomputed features works.
         processor: its :class:`~ski_lvlm.models.lvlm.SkiLvlmProcessor`.
         fast: GPU fast path (static cache + compiled decode step); ``None`` = on for CUDA only.
+        dtype: cast the model for generation: ``"float32"``, ``"bfloat16"`` (also on CPU, where it is the
+            speed lever for generation), ``"auto"`` = bf16 on CUDA and fp32 on CPU, or ``None`` = keep the
+            model as loaded (see :func:`resolve_generation_dtype`).
         decode_timeout: seconds allowed to decode one video.
         feature_cache_size: videos whose features are kept (chat turns about the same video reuse them).
     """
 
     def __init__(self, model: nn.Module, processor: Any, *, fast: bool | None = None, decode_timeout: float = 60.0,
-                 feature_cache_size: int = 16):
+                 feature_cache_size: int = 16, dtype: str | torch.dtype | None = None):
+        self.device = next(model.parameters()).device
+        if dtype is not None:  # cast once here, so features, prefill and decode all run in this dtype
+            model = model.to(resolve_generation_dtype(dtype, self.device))
         self.model = model.eval()
         self.processor = processor
-        self.device = next(model.parameters()).device
         self.fast = (self.device.type == "cuda") if fast is None else bool(fast)
         self.decode_timeout = decode_timeout
         self._features: OrderedDict[tuple, torch.Tensor] = OrderedDict()
@@ -206,12 +235,21 @@ class Captioner:
             if video.ndim != 4 or video.shape[-1] != 3:
                 raise ValueError(f"frames must be [t, H, W, 3], got {list(video.shape)}")
             return video
-        from ski_lvlm.data.video import VideoDecodeError, read_frames
+        from ski_lvlm.data.video import VideoDecodeError, default_backend, read_frames
 
         path = Path(video)
         try:
-            return read_frames(path, self.config.num_frames, sampling=self.config.frame_sampling,
-                               timeout=self.decode_timeout)
+            try:
+                return read_frames(path, self.config.num_frames, sampling=self.config.frame_sampling,
+                                   timeout=self.decode_timeout)
+            except VideoDecodeError:
+                # decord rejects some valid files (seen: H.264 at 48x32 px, "DECORDArrayCopyFromTo: The size
+                # must exactly match") for reasons read_frames does not retry; both backends pick the same
+                # frame indices, so PyAV gives the same frames
+                if default_backend() == "pyav":
+                    raise
+                return read_frames(path, self.config.num_frames, sampling=self.config.frame_sampling,
+                                   timeout=self.decode_timeout, backend="pyav")
         except VideoDecodeError as e:
             raise VideoError(path, e.reason, f"cannot decode video ({e.reason}" + (f": {e.detail})" if e.detail
                                                                                     else ")")) from None
@@ -268,17 +306,10 @@ class Captioner:
         return kw
 
     def _inputs(self, conversations: list[list[dict[str, str]]], has_video: Sequence[bool]
-                ) -> dict[str, torch.Tensor]:
-        """Left-padded prompts for several conversations (each ends with a user turn)."""
-        proc = self.processor
-        rows = [proc.build_prompt(c, has_video=h) for c, h in zip(conversations, has_video)]
-        width = max(len(r) for r in rows)
-        ids = torch.full((len(rows), width), proc.tokenizer.pad_token_id, dtype=torch.long)
-        mask = torch.zeros((len(rows), width), dtype=torch.long)
-        for i, r in enumerate(rows):
-            ids[i, width - len(r):] = torch.tensor(r)
-            mask[i, width - len(r):] = 1
-        return {"input_ids": ids.to(self.device), "attention_mask": mask.to(self.device)}
+                 ) -> dict[str, torch.Tensor]:
+        """Left-padded prompts for several conversations (each ends with a user turn), by the processor."""
+        inputs = self.processor(conversations, has_video=list(has_video))
+        return {k: v.to(self.device) for k, v in inputs.items()}
 
     @torch.no_grad()
     def generate(self, conversations: list[list[dict[str, str]]], features: torch.Tensor | None, *,

@@ -362,7 +362,7 @@ class SkeletonCLIPRecipe:
         return {k: v.item() for k, v in terms.items()}
 
     def evaluate(self, dataset: ActionDataset, tokens: torch.Tensor, desc: str) -> dict:
-        from eval.zero_shot import classification_metrics
+        from ski_lvlm.metrics.classification import classification_metrics
 
         scores, labels = skeleton_scores(self.raw, dataset, tokens, len(self.templates), self.acc.device,
                                          self.cfg.train.eval_batch_size, desc)

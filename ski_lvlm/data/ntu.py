@@ -595,7 +595,7 @@ def write_manifest(path: str | Path, rows: Iterable[tuple[str | Path, str | Path
     return n
 
 
-VIDEO_EXTS = (".avi", ".mp4", ".mkv", ".webm", ".mov")
+from ski_lvlm.data.video import VIDEO_EXTS  # noqa: E402  (the one list of video suffixes)
 
 
 def find_samples(folder: str | Path, exts: Sequence[str]) -> dict[str, Path]:

@@ -41,10 +41,15 @@ __all__ = [
     "default_backend",
     "read_quarantine",
     "DEFAULT_TIMEOUT",
+    "VIDEO_EXTS",
+    "find_video",
 ]
 
 SAMPLING_MODES = ("segment_middle", "uniform", "random_segment")
 DEFAULT_TIMEOUT = 60.0  # seconds per file; generous for a 1080p Charades clip on one slow core
+# The one list of video file suffixes (folder scans, ``<id>.<ext>`` look-ups); the order is the look-up
+# priority when one id has several files.
+VIDEO_EXTS = (".mp4", ".avi", ".webm", ".mkv", ".mov", ".m4v", ".mpg", ".mpeg")
 
 # Failure reasons (the keys of ``scan_summary.json["failures"]``).
 REASONS = ("missing", "empty", "not_video", "no_video_stream", "truncated", "decode_error", "timeout")
@@ -539,6 +544,20 @@ def read_frames(
             raise
         frames, idx = _with_deadline(path, timeout, lambda c: _pyav_read(path, num_frames, sampling, size, rng, c))
     return (frames, idx) if return_indices else frames
+
+
+def find_video(folder: str | Path, video_id: str) -> Path | None:
+    """``folder/<id>.<ext>`` for the first of :data:`VIDEO_EXTS` that exists (or ``<id>`` itself when it
+    already ends in one); ``None`` when there is none. Datasets name videos by id, not by file."""
+    folder = Path(folder)
+    direct = folder / video_id
+    if direct.suffix.lower() in VIDEO_EXTS and direct.is_file():
+        return direct
+    for ext in VIDEO_EXTS:
+        p = folder / f"{video_id}{ext}"
+        if p.is_file():
+            return p
+    return None
 
 
 def probe_video(path: str | Path, timeout: float | None = DEFAULT_TIMEOUT) -> VideoInfo:

@@ -46,9 +46,12 @@ __all__ = [
     "MeteorJava",
     "meteor_available",
     "METRIC_NAMES",
+    "CAPTION_METRICS",
 ]
 
 METRIC_NAMES = ("bleu", "meteor", "rouge", "cider")
+# The score keys of compute_caption_metrics()["scores"], in the order tables print them.
+CAPTION_METRICS = ("BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4", "METEOR", "ROUGE-L", "CIDEr-D")
 _SMALL, _TINY = 1e-9, 1e-15  # coco bleu_scorer smoothing constants
 
 

@@ -6,7 +6,8 @@ Multiple choice: a generative model answers in free text ("The answer is (B) bec
 answer phrases, then bracketed/delimited letters, then a bare letter, then the option text itself.
 An answer it cannot map to exactly one option is counted as wrong and listed, never guessed.
 
-Open-ended QA (Video-ChatGPT zero-shot QA style): the judge says yes/no (does the answer match the
+Open-ended QA, automatic: :func:`qa_token_f1` (SQuAD's normalised exact match and token F1), a string
+score that needs no judge. Open-ended QA (Video-ChatGPT zero-shot QA style): the judge says yes/no (does the answer match the
 reference?) plus a 0-5 score; accuracy = fraction of "yes", score = mean. See :func:`score_open_qa`.
 """
 
@@ -14,12 +15,13 @@ from __future__ import annotations
 
 import re
 import string
+from collections import Counter
 from typing import Any, Iterable, Mapping, Sequence
 
 from ski_lvlm.metrics.judge import Judge, JudgeItem, summarize_judgments
 from ski_lvlm.metrics.stats import mean_with_ci
 
-__all__ = ["normalize_options", "parse_choice", "mcq_accuracy", "score_open_qa"]
+__all__ = ["normalize_options", "parse_choice", "mcq_accuracy", "score_open_qa", "qa_token_f1"]
 
 _LETTERS = string.ascii_uppercase
 
@@ -160,3 +162,25 @@ def score_open_qa(items: Sequence[JudgeItem], judge: Judge, concurrency: int = 4
     summary = summarize_judgments(judgments, ["qa"], n_items=len(items), n_boot=n_boot, seed=seed)["qa"]
     summary["judgments"] = judgments
     return summary
+
+
+def _norm_answer(s: str) -> list[str]:
+    s = s.lower()
+    s = "".join(ch if ch not in string.punctuation else " " for ch in s)
+    return [w for w in s.split() if w not in ("a", "an", "the")]
+
+
+def qa_token_f1(prediction: str, answer: str) -> tuple[float, float]:
+    """(normalised exact match, token F1) SQuAD-style: lower-case, no punctuation/articles.
+
+    A cheap, judge-free score of open-ended answers; it rewards shared words, so it is reported next to
+    (never instead of) the LLM judge.
+    """
+    p, a = _norm_answer(prediction or ""), _norm_answer(answer)
+    em = float(p == a)
+    common = Counter(p) & Counter(a)
+    same = sum(common.values())
+    if not p or not a or same == 0:
+        return em, float(p == a)
+    prec, rec = same / len(p), same / len(a)
+    return em, 2 * prec * rec / (prec + rec)

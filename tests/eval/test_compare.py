@@ -6,7 +6,6 @@ import json
 
 import numpy as np
 import pytest
-import torch
 
 from eval import compare
 from ski_lvlm.metrics.scores import write_scores
@@ -113,16 +112,6 @@ def test_cli_routes_to_compare(capsys):
     with pytest.raises(SystemExit) as e:
         main(["eval", "compare", "--help"])
     assert e.value.code == 0 and "NAME=RUN" in capsys.readouterr().out
-
-
-def test_zero_shot_clip_scores():
-    from eval.zero_shot import clip_scores
-
-    scores = torch.tensor([[0.7, 0.2, 0.1], [0.1, 0.3, 0.6], [0.5, 0.4, 0.1]])
-    rows = clip_scores(["a", "b", "c"], scores, torch.tensor([0, 1, 2]), k=2)
-    assert rows == [{"clip": "a", "zero_shot_top1": 1, "zero_shot_top5": 1},
-                    {"clip": "b", "zero_shot_top1": 0, "zero_shot_top5": 1},
-                    {"clip": "c", "zero_shot_top1": 0, "zero_shot_top5": 0}]
 
 
 def test_compare_table_collects_several_comparisons(tmp_path, capsys):

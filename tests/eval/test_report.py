@@ -16,7 +16,7 @@ CLASSES = ["wave right hand", "jump", "squat"]
 
 
 def _write_zero_shot(run: Path) -> None:
-    from eval.zero_shot import plot_confusion
+    from ski_lvlm.evaluation.zero_shot import plot_confusion
 
     zs = run / "zero_shot"
     zs.mkdir(parents=True)

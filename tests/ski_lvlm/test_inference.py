@@ -117,3 +117,23 @@ def test_fast_path_static_cache_gives_the_same_greedy_text(setup):
     assert fast.caption(videos, max_new_tokens=10, batch_size=3) == cap.caption(videos, max_new_tokens=10,
                                                                                 batch_size=3)
     assert "".join(fast.stream(videos[0], max_new_tokens=10)).strip() == cap.caption(videos[0], max_new_tokens=10)[0]
+
+
+def test_bfloat16_generation_on_cpu(setup):
+    """dtype="bfloat16" casts the whole model (towers too) and generation still runs on CPU."""
+    import copy
+
+    from ski_lvlm.inference import dtype_name, resolve_generation_dtype
+
+    cap, videos, _ = setup
+    bf = Captioner(copy.deepcopy(cap.model), cap.processor, dtype="bfloat16")
+    assert {p.dtype for p in bf.model.parameters()} == {torch.bfloat16}
+    assert bf.features(videos[0]).dtype == torch.bfloat16
+    texts = bf.caption(videos, max_new_tokens=6, batch_size=2)
+    assert len(texts) == 3 and all(isinstance(t, str) for t in texts)
+    assert {p.dtype for p in cap.model.parameters()} == {torch.float32}  # the fixture's model is untouched
+    # "auto": bf16 on CUDA, exact float32 on CPU; None keeps the model as loaded
+    assert resolve_generation_dtype("auto", "cpu") == torch.float32
+    assert resolve_generation_dtype("auto", "cuda") == torch.bfloat16
+    assert dtype_name("auto", "cpu") == "float32" and dtype_name("bfloat16", "cpu") == "bfloat16"
+    assert Captioner(cap.model, cap.processor).model is cap.model

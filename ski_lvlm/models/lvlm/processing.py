@@ -304,12 +304,17 @@ class SkiLvlmProcessor:
         self._check_counts(ids, has_video, False)
         return ids
 
-    def __call__(self, questions: str | list[str], *, has_video: bool = True, return_tensors: str = "pt"
-                 ) -> dict[str, torch.Tensor]:
-        """Batch of inference prompts, left-padded for ``generate``."""
+    def __call__(self, questions: str | list[str] | list[list[dict]], *, has_video: bool | list[bool] = True,
+                 return_tensors: str = "pt") -> dict[str, torch.Tensor]:
+        """Batch of inference prompts (strings or conversations), left-padded for ``generate``.
+
+        ``has_video`` per row lets text-only and video chats share one batch (the one padding
+        implementation: :class:`~ski_lvlm.inference.Captioner` calls this).
+        """
         if isinstance(questions, str):
             questions = [questions]
-        rows = [self.build_prompt(q, has_video=has_video) for q in questions]
+        flags = has_video if isinstance(has_video, (list, tuple)) else [has_video] * len(questions)
+        rows = [self.build_prompt(q, has_video=h) for q, h in zip(questions, flags, strict=True)]
         width = max(len(r) for r in rows)
         pad = self.tokenizer.pad_token_id
         input_ids = torch.full((len(rows), width), pad, dtype=torch.long)

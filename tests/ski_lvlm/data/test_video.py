@@ -244,3 +244,16 @@ def test_auto_backend_falls_back_to_pyav(files, monkeypatch):
     with pytest.raises(VideoDecodeError) as ei:
         read_frames(files["text"], 5)
     assert ei.value.reason == "not_video"
+
+
+def test_find_video_by_id(tmp_path):
+    """One look-up for every dataset: ``<id>.<ext>`` in VIDEO_EXTS order, or the id when it is a file name."""
+    from ski_lvlm.data.video import VIDEO_EXTS, find_video
+
+    (tmp_path / "a.avi").write_bytes(b"x")
+    (tmp_path / "a.mov").write_bytes(b"x")
+    (tmp_path / "b.MKV.txt").write_bytes(b"x")
+    assert VIDEO_EXTS.index(".avi") < VIDEO_EXTS.index(".mov")
+    assert find_video(tmp_path, "a") == tmp_path / "a.avi"
+    assert find_video(tmp_path, "a.mov") == tmp_path / "a.mov"
+    assert find_video(tmp_path, "b") is None and find_video(tmp_path / "missing", "a") is None

@@ -78,3 +78,12 @@ def test_open_ended_qa_accuracy_and_score() -> None:
     assert r["accuracy"] == pytest.approx(200 / 3)
     assert r["mean_0_5"] == pytest.approx(10 / 3)
     assert {j.pred for j in r["judgments"] if j.ok} == {"yes", "no"}
+
+
+def test_qa_token_f1():
+    from ski_lvlm.metrics.qa import qa_token_f1
+
+    assert qa_token_f1("The left hand.", "left hand") == (1.0, 1.0)
+    em, f1 = qa_token_f1("the right hand", "The left hand.")
+    assert em == 0.0 and f1 == pytest.approx(0.5)
+    assert qa_token_f1("", "yes") == (0.0, 0.0)
