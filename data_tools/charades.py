@@ -24,7 +24,7 @@ import json
 import os
 from pathlib import Path
 
-from ski_lvlm.data.charades import (DESCRIBE_QUESTION, CharadesFormatError, caption_benchmark, caption_eval_set,
+from ski_lvlm.data.charades import (DESCRIBE_QUESTION, caption_benchmark, caption_eval_set,
                                     main_action, read_charades_classes, read_charades_csv)
 from ski_lvlm.data.instructions import TemplateSample, from_videochatgpt, template_qa
 from ski_lvlm.data.video import VIDEO_EXTS, find_video
@@ -64,11 +64,8 @@ def main(argv: list[str] | None = None) -> int:
         problems.append(f"{out}: already exists (pass --overwrite to replace it)")
     if problems:
         raise UserError("\n  ".join(problems))
-    try:
-        classes = read_charades_classes(classes_path)
-        videos, report = read_charades_csv(csv_path, skip_bad=args.skip_bad)
-    except CharadesFormatError as e:
-        raise UserError(str(e)) from None
+    classes = read_charades_classes(classes_path)  # a CharadesFormatError names the file and line
+    videos, report = read_charades_csv(csv_path, skip_bad=args.skip_bad)
     if not videos:
         raise UserError(f"{csv_path}: no usable rows")
 

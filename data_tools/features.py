@@ -23,7 +23,7 @@ import argparse
 import os
 from pathlib import Path
 
-from ski_lvlm.data.feature_cache import BadItemError, FeatureItem, StaleCacheError, extract_features
+from ski_lvlm.data.feature_cache import BadItemError, FeatureItem, extract_features
 from ski_lvlm.data.instruction_sets import load_instruction_set, to_records
 from ski_lvlm.data.keys import sample_key
 from ski_lvlm.data.manifest import ManifestDataset
@@ -131,8 +131,6 @@ def main(argv: list[str] | None = None) -> int:
         summary = extract_features(items, args.out, video, skeleton, batch_size=args.batch_size,
                                    shard_size=args.shard_size, dtype=resolve_dtype(args.dtype), workers=args.workers,
                                    skip_bad=args.skip_bad, timeout=args.timeout, progress=not args.no_progress)
-    except StaleCacheError as e:
-        raise UserError(str(e)) from None
     except BadItemError as e:
         raise UserError(f"{e}\n  (items finished so far are kept; fix or remove the item, or pass --skip-bad, "
                         f"and rerun the same command to resume)") from None

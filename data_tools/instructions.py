@@ -29,7 +29,7 @@ from pathlib import Path
 
 from ski_lvlm.config import load_config
 from ski_lvlm.data.manifest import ManifestDataset, ManifestFormatError
-from ski_lvlm.data.instructions import (InstructionFormatError, QAWriterConfig, TemplateSample, make_record,
+from ski_lvlm.data.instructions import (QAWriterConfig, TemplateSample, make_record,
                                         template_qa, to_llava, to_llavidal, to_ski_qa, to_videochatgpt,
                                         write_qa_with_llm)
 from ski_lvlm.utils.errors import UserError, cli_entry
@@ -154,10 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.cmd == "convert":
         data = _load_json(args.input)
-        try:
-            records = to_llava(data, args.src, args.video_template, args.skeleton_template, source=args.input)
-        except InstructionFormatError as e:
-            raise UserError(str(e)) from None
+        records = to_llava(data, args.src, args.video_template, args.skeleton_template, source=args.input)
         if args.dst == "datasets":
             from ski_lvlm.data.instruction_sets import save_instruction_set
 

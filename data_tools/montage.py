@@ -64,14 +64,11 @@ def _font(size: int):
 
 def make_montage(clips: list[tuple[str, Path]], frames: int, cols: int, scale: float) -> Image.Image:
     """Grid of ``cols`` columns; each cell is a class label over a strip of ``frames`` frames."""
-    from ski_lvlm.data.video import VideoDecodeError, read_frames
+    from ski_lvlm.data.video import read_frames
 
     strips = []
     for name, path in clips:
-        try:
-            fr = read_frames(path, frames, sampling="uniform", backend="pyav")  # [t, H, W, 3]
-        except VideoDecodeError as e:
-            raise UserError(str(e)) from None
+        fr = read_frames(path, frames, sampling="uniform", backend="pyav")  # [t, H, W, 3]; errors name the file
         strip = Image.fromarray(np.concatenate(list(fr), axis=1))
         if scale != 1:
             strip = strip.resize((round(strip.width * scale), round(strip.height * scale)), Image.BICUBIC)

@@ -20,12 +20,14 @@ from typing import Any, Literal, TypeVar, Union
 
 import yaml
 
+from ski_lvlm.utils.errors import SkiLvlmError
+
 T = TypeVar("T")
 
 __all__ = ["ConfigError", "load_config", "from_dict", "to_dict", "save_config", "parse_overrides"]
 
 
-class ConfigError(ValueError):
+class ConfigError(SkiLvlmError, ValueError):
     """One or more config problems; ``problems`` holds every message, each with its key path."""
 
     def __init__(self, problems: list[str], source: str | None = None):

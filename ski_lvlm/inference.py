@@ -36,6 +36,7 @@ import torch
 from torch import nn
 
 from ski_lvlm.data.video import VIDEO_EXTS
+from ski_lvlm.utils.errors import SkiLvlmError
 
 __all__ = ["DEFAULT_PROMPT", "VideoError", "VideoRejected", "CaptionResult", "Captioner",
            "validate_video", "find_videos",
@@ -46,7 +47,7 @@ DEFAULT_PROMPT = "Describe the video in detail."
 VideoLike = str | os.PathLike | np.ndarray | torch.Tensor
 
 
-class VideoError(ValueError):
+class VideoError(SkiLvlmError, ValueError):
     """A video cannot be used; the message names the file and says why."""
 
     def __init__(self, path: str | Path, reason: str, msg: str):

@@ -21,12 +21,14 @@ from typing import Any, Callable, Sequence
 
 import requests
 
+from ski_lvlm.utils.errors import SkiLvlmError
+
 __all__ = ["ChatClient", "ChatError", "ChatResponseError", "StubChatServer"]
 
 log = logging.getLogger(__name__)
 
 
-class ChatError(RuntimeError):
+class ChatError(SkiLvlmError, RuntimeError):
     """The endpoint could not produce an answer (after all retries, or a non-retryable error)."""
 
 

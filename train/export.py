@@ -20,7 +20,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ski_lvlm.utils.errors import UserError, cli_entry
+from ski_lvlm.utils.errors import cli_entry
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -42,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
 @cli_entry("ski-lvlm export")
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
-    from ski_lvlm.export import ExportCheckError, ExportError, export_run
+    from ski_lvlm.export import ExportCheckError, export_run
 
     try:
         res = export_run(args.run, args.out, merge=args.merge, dtype=args.dtype, overwrite=args.overwrite,
@@ -50,8 +50,6 @@ def main(argv: list[str] | None = None) -> int:
     except ExportCheckError as e:
         print(f"ski-lvlm export: FAILED: {e}", file=sys.stderr)
         return 1
-    except ExportError as e:
-        raise UserError(str(e)) from None
     size = sum(res.files.values()) / 2**20
     print(f"exported {res.layout} ({res.dtype}, {len(res.files)} files, {size:.1f} MiB) to {res.out} in "
           f"{res.seconds:.1f}s; reload check max abs diff {res.max_abs_diff:.2e}")

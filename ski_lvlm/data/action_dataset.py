@@ -178,8 +178,8 @@ def load_skeleton_array(path: Path, max_persons: int = 2) -> np.ndarray:
             x = np.load(path, allow_pickle=False).astype(np.float32)
         else:
             x = read_ntu_skeleton(path, max_bodies=max_persons)
-    except SkeletonFormatError as e:
-        raise UserError(str(e)) from None
+    except SkeletonFormatError:
+        raise  # names the file and the line already; the clause below is for other readers' ValueErrors
     except ValueError as e:
         raise UserError(f"{path}: cannot read skeleton: {e}") from None
     if x.ndim != 4 or x.shape[0] != 3 or x.shape[2] != NUM_JOINTS:
@@ -288,27 +288,25 @@ class ActionDataset(Dataset):
         self.epoch = epoch
 
     def check(self, num_items: int = 2) -> None:
-        """Load the first and last ``num_items`` items so bad files fail before training (raises UserError)."""
+        """Load the first and last ``num_items`` items so bad files fail before training (raises a SkiLvlmError)."""
         picks = sorted({*range(min(num_items, len(self))), *range(max(0, len(self) - num_items), len(self))})
         for i in picks:
             self[i]
 
     def _read(self, path: Path, sampling: str, rng: np.random.Generator) -> np.ndarray:
         """``num_frames`` frames ``[t, H, W, 3]`` uint8 (short side = image_size), decoded or from the cache."""
-        from ski_lvlm.data.video import VideoDecodeError, probe_video, read_frames, sample_indices
+        from ski_lvlm.data.video import probe_video, read_frames, sample_indices
 
-        try:
-            if not self.cache_frames:
-                return read_frames(path, self.num_frames, sampling, size=self.image_size, rng=rng,
-                                   backend=self.video_backend)
-            if path not in self._frames:
-                total = probe_video(path).num_frames
-                self._frames[path] = read_frames(path, total, "uniform", size=self.image_size,
-                                                 backend=self.video_backend)  # every frame, in order
-            clip = self._frames[path]
-            return clip[sample_indices(len(clip), self.num_frames, sampling, rng)]
-        except VideoDecodeError as e:
-            raise UserError(str(e)) from None
+        # a VideoDecodeError names the file and the reason
+        if not self.cache_frames:
+            return read_frames(path, self.num_frames, sampling, size=self.image_size, rng=rng,
+                               backend=self.video_backend)
+        if path not in self._frames:
+            total = probe_video(path).num_frames
+            self._frames[path] = read_frames(path, total, "uniform", size=self.image_size,
+                                             backend=self.video_backend)  # every frame, in order
+        clip = self._frames[path]
+        return clip[sample_indices(len(clip), self.num_frames, sampling, rng)]
 
     def _video(self, path: Path, rng: np.random.Generator) -> torch.Tensor:
         views = []

@@ -26,6 +26,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ski_lvlm.utils.errors import SkiLvlmError
+
 __all__ = [
     "CHARADES_COLUMNS", "CharadesAction", "CharadesVideo", "CharadesFormatError", "ParseReport",
     "read_charades_csv", "read_charades_classes", "parse_actions", "split_descriptions",
@@ -44,7 +46,7 @@ _ACTION_RE = re.compile(r"^c(\d{3})$")
 _CLASS_LINE_RE = re.compile(r"^(c\d{3})\s+(.+?)\s*$")
 
 
-class CharadesFormatError(ValueError):
+class CharadesFormatError(SkiLvlmError, ValueError):
     """A malformed Charades row or class line; names the file and the (1-based) line it starts on."""
 
     def __init__(self, path: str | Path, line: int, msg: str):

@@ -39,6 +39,7 @@ import torch
 
 from ski_lvlm.models.encoders import SkeletonFeatureEncoder, VideoFeatureEncoder
 from ski_lvlm.utils.io import atomic_write_bytes, atomic_write_json
+from ski_lvlm.utils.errors import SkiLvlmError
 
 __all__ = ["CACHE_FORMAT", "MANIFEST_NAME", "DESCRIPTIVE_KEYS", "essential_identity", "StaleCacheError", "FeatureCache",
            "FeatureCacheWriter", "identity_diff", "FeatureItem", "BadItemError", "cache_identity", "extract_features"]
@@ -47,7 +48,7 @@ CACHE_FORMAT = "ski-lvlm-feature-cache/1"
 MANIFEST_NAME = "cache.json"
 
 
-class StaleCacheError(ValueError):
+class StaleCacheError(SkiLvlmError, ValueError):
     """The cache was made by a different encoder or different settings than the ones asked for."""
 
 
@@ -301,7 +302,7 @@ class FeatureItem:
     skeleton: str | None = None
 
 
-class BadItemError(RuntimeError):
+class BadItemError(SkiLvlmError, RuntimeError):
     """An item whose video or skeleton could not be read; names the item and the file."""
 
     def __init__(self, item: FeatureItem, error: BaseException):

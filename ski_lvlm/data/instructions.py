@@ -35,6 +35,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Protocol
 
+from ski_lvlm.utils.errors import SkiLvlmError
+
 __all__ = [
     "VIDEO_TOKEN", "SKELETON_TOKEN", "OBJECT_TOKEN", "LLAVIDAL_POSE_TOKEN", "SKI_POSE_TOKEN",
     "InstructionFormatError", "validate_llava", "strip_placeholders", "make_record", "add_placeholders",
@@ -52,7 +54,7 @@ _PLACEHOLDERS = (VIDEO_TOKEN, SKELETON_TOKEN)
 _POSE_TOKENS = (LLAVIDAL_POSE_TOKEN, SKI_POSE_TOKEN)
 
 
-class InstructionFormatError(ValueError):
+class InstructionFormatError(SkiLvlmError, ValueError):
     """A record that does not fit the expected instruction format; names the source and item index."""
 
     def __init__(self, source: str, index: int | None, msg: str):

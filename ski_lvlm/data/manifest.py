@@ -22,13 +22,14 @@ import numpy as np
 from torch.utils.data import Dataset
 
 from ski_lvlm.data.keys import sample_key
+from ski_lvlm.utils.errors import SkiLvlmError
 
 __all__ = ["ManifestRecord", "ManifestDataset", "ManifestFormatError", "MANIFEST_COLUMNS"]
 
 MANIFEST_COLUMNS = ("video_path", "skeleton_path", "label")
 
 
-class ManifestFormatError(ValueError):
+class ManifestFormatError(SkiLvlmError, ValueError):
     """A malformed manifest; names the file and line."""
 
 

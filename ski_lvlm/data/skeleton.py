@@ -21,6 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ski_lvlm.utils.errors import SkiLvlmError
+
 __all__ = [
     "NTU_JOINT_NAMES",
     "NTU_BONES",
@@ -83,7 +85,7 @@ _JOINT_TAIL = "0 0 0 0 2"
 _DEFAULT_BODY_ID = 72057594037927936  # Kinect tracking ids are large 64-bit numbers; any integer works
 
 
-class SkeletonFormatError(ValueError):
+class SkeletonFormatError(SkiLvlmError, ValueError):
     """A ``.skeleton`` file does not follow the NTU format. ``str(e)`` is ``"path:line: msg"`` (1-based line)."""
 
     def __init__(self, path: str | Path, line: int, msg: str):

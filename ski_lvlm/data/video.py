@@ -29,6 +29,8 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from ski_lvlm.utils.errors import SkiLvlmError
+
 __all__ = [
     "VideoDecodeError",
     "VideoInfo",
@@ -55,7 +57,7 @@ VIDEO_EXTS = (".mp4", ".avi", ".webm", ".mkv", ".mov", ".m4v", ".mpg", ".mpeg")
 REASONS = ("missing", "empty", "not_video", "no_video_stream", "truncated", "decode_error", "timeout")
 
 
-class VideoDecodeError(RuntimeError):
+class VideoDecodeError(SkiLvlmError, RuntimeError):
     """A video could not be decoded. ``reason`` is one of ``REASONS``; ``str(e)`` names the file."""
 
     def __init__(self, path: str | Path, reason: str, detail: str = ""):

@@ -59,20 +59,14 @@ def _load_json(path: Path) -> Any:
 
 
 def _caption_items_from_charades(path: Path, classes: Path | None, question: str) -> tuple[list[EvalItem], dict]:
-    from ski_lvlm.data.charades import (CharadesFormatError, caption_eval_set, main_action, read_charades_classes,
+    from ski_lvlm.data.charades import (caption_eval_set, main_action, read_charades_classes,
                                         read_charades_csv)
 
-    try:
-        videos, report = read_charades_csv(path)
-    except CharadesFormatError as e:
-        raise UserError(str(e)) from None
+    videos, report = read_charades_csv(path)  # a CharadesFormatError names the file and line
     names: dict[str, str] = {}
     classes = classes or (path.parent / "Charades_v1_classes.txt")
     if classes.is_file():
-        try:
-            names = read_charades_classes(classes)
-        except CharadesFormatError as e:
-            raise UserError(str(e)) from None
+        names = read_charades_classes(classes)
     refs, counts = caption_eval_set(videos)
     items = []
     for v in videos:

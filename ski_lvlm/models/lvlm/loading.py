@@ -30,6 +30,7 @@ from ski_lvlm.models.lvlm.configuration import SkiLvlmConfig
 from ski_lvlm.models.lvlm.modeling import SkiLvlmForConditionalGeneration
 from ski_lvlm.models.lvlm.processing import SkiLvlmProcessor
 from ski_lvlm.utils.runtime import resolve_dtype
+from ski_lvlm.utils.errors import SkiLvlmError
 
 __all__ = ["load", "verify_manifest", "ExportError", "CorruptExportError", "INFO_FILE"]
 
@@ -41,7 +42,7 @@ LAYOUTS = ("a run's final/ folder (config.json + model.safetensors)",
            "a `ski-lvlm export` folder (export_info.json)")
 
 
-class ExportError(Exception):
+class ExportError(SkiLvlmError):
     """The run cannot be exported, or an export cannot be read.
 
     Defined here rather than in :mod:`ski_lvlm.export` because reading an export is part of loading, and

@@ -28,6 +28,8 @@ from transformers import AttentionInterface
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
+from ski_lvlm.utils.errors import SkiLvlmError
+
 __all__ = ["PACKED_ATTENTION", "HONOURS_SAMPLE_BOUNDARIES", "PackingError", "varlen_sdpa_attention",
            "check_packed_attention", "use_packed_attention"]
 
@@ -37,7 +39,7 @@ HONOURS_SAMPLE_BOUNDARIES = frozenset({PACKED_ATTENTION, "sdpa", "eager", "flex_
                                        "flash_attention_3", "flash_attention_4"})
 
 
-class PackingError(ValueError):
+class PackingError(SkiLvlmError, ValueError):
     """A packed batch met an attention implementation that cannot honour sample boundaries."""
 
 

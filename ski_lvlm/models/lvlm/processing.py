@@ -27,6 +27,7 @@ import torch
 from transformers import AddedToken, AutoTokenizer, PreTrainedTokenizerBase
 
 from ski_lvlm.utils.io import atomic_write_json
+from ski_lvlm.utils.errors import SkiLvlmError
 
 __all__ = [
     "IGNORE_INDEX", "VICUNA_V1_1_SYSTEM", "LabelError", "Example", "SkiLvlmProcessor", "normalize_conversation",
@@ -42,7 +43,7 @@ LEGACY_DROPPED_PLACEHOLDERS = ("<object>",)  # LLAVIDAL object tokens: not a mod
 _ROLE_MAP = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "system": "system"}
 
 
-class LabelError(ValueError):
+class LabelError(SkiLvlmError, ValueError):
     """A sample whose inputs/labels cannot be built exactly (never silently masked)."""
 
 
