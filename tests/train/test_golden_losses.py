@@ -63,7 +63,7 @@ def _lvlm(tmp: Path) -> list[float]:
     world = make_instruction_world(tmp / "world", missing_skeleton=(7,), multi_turn=True)
     out = tmp / "run"
     # 8 samples in batches of 2: 10 steps cross two epoch boundaries; warmup 0.2 -> 2 warmup steps
-    assert main(["--config", "train/configs/lvlm/instruct_tiny.yaml", f"out={out}",
+    assert main(["--config", "train/configs/lvlm/instruct_tiny.yaml", f"train.output_dir={out}",
                  f"data.train_json={world}", "train.max_steps=10", "train.batch_size=2", "data.p_inject=0.5",
                  "train.warmup_ratio=0.2", "train.deepspeed=null", "train.seed=0", *FAST]) == 0
     return _jsonl_losses(out / "train_log.jsonl")
