@@ -47,7 +47,6 @@ import torch
 from torch.utils.data import DataLoader
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
-from transformers import AutoModelForCausalLM, BitsAndBytesConfig
 
 from ski_lvlm.config import load_config, save_config
 from ski_lvlm.data.feature_cache import (FeatureCache, VideoFeatureEncoder, load_skeleton_encoder,
@@ -56,7 +55,6 @@ from ski_lvlm.data.instruction_sets import PretokenizedProcessor, read_training_
 from ski_lvlm.data.lvlm_dataset import (FrameSource, LengthGroupedBatches, LvlmDataset, lvlm_collate,
                                         lvlm_pack_collate, record_key)
 from ski_lvlm.models.lvlm.compat import load_mm_projector
-from ski_lvlm.models.lvlm.modeling import fit_vocab
 from ski_lvlm.models.lvlm.presets import create_lvlm
 from ski_lvlm.models.lvlm.processing import IGNORE_INDEX, LabelError
 from ski_lvlm.training.checkpoint import EXIT_INTERRUPTED, GracefulStop
@@ -66,7 +64,7 @@ from ski_lvlm.training.lvlm_checkpoint import (TrainState, latest_resume_checkpo
                                                load_resume_checkpoint, save_final, save_resume_checkpoint)
 from ski_lvlm.training.lvlm_features import check_feature_cache, compute_features, fit_standardizers, prealign
 from ski_lvlm.training.lvlm_setup import (attach_lora, cast_frozen_to_bf16, enable_gradient_checkpointing,
-                                          enable_packing, param_groups)
+                                          enable_packing, param_groups, quantize_llm)
 from ski_lvlm.training.schedule import warmup_cosine
 from ski_lvlm.training.stepper import Stepper
 from ski_lvlm.utils.errors import UserError, cli_entry
@@ -528,7 +526,9 @@ class LvlmRecipe:
         cfg, t, model = self.cfg, self.cfg.train, self.model
         model.requires_grad_(False)
         if t.llm_adapter == "qlora":
-            self._quantize_llm()
+            barrier()  # base_llm/ is written by rank 0
+            quantize_llm(model, compute_dtype=torch.bfloat16 if self.precision == "bf16" else torch.float32,
+                         device=self.device, gradient_checkpointing=t.gradient_checkpointing)
         if t.stage == "instruct" and t.llm_adapter in ("lora", "qlora"):
             attach_lora(model, r=cfg.lora.r, alpha=cfg.lora.alpha, dropout=cfg.lora.dropout,
                         target_modules=cfg.lora.target_modules, modules_to_save=cfg.lora.modules_to_save)
@@ -578,22 +578,6 @@ class LvlmRecipe:
                                                         warmup_steps=warmup, min_lr=t.min_lr_ratio,
                                                         count_current=True),
                        grad_accum=t.grad_accum, clip_grad=t.clip_grad, params=trainable)
-
-    def _quantize_llm(self) -> None:
-        """Reload the LLM in 4-bit NF4 (QLoRA) from the base the config names."""
-        from peft import prepare_model_for_kbit_training  # lazy: QLoRA only (bitsandbytes is an optional extra)
-
-        base = self.model.config.llm_name_or_path
-        barrier()  # base_llm/ is written by rank 0
-        compute = torch.bfloat16 if self.precision == "bf16" else torch.float32
-        qcfg = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=compute,
-                                  bnb_4bit_use_double_quant=True)
-        device_map = {"": self.device.index or 0} if self.device.type == "cuda" else "cpu"
-        llm = AutoModelForCausalLM.from_pretrained(base, quantization_config=qcfg, device_map=device_map)
-        fit_vocab(llm, self.model.config.text_config.vocab_size)  # the placeholder rows, as create_lvlm made them
-        self.model.language_model = prepare_model_for_kbit_training(
-            llm, use_gradient_checkpointing=self.cfg.train.gradient_checkpointing)
-        self.model.language_model.requires_grad_(False)
 
     # ------------------------------------------------------------------ loop
     def log(self, msg: str) -> None:

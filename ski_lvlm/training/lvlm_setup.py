@@ -8,11 +8,33 @@ prepare a model the same way.
 from __future__ import annotations
 
 import torch
+from transformers import AutoModelForCausalLM, BitsAndBytesConfig
 
+from ski_lvlm.models.lvlm.modeling import fit_vocab
 from ski_lvlm.models.lvlm.packing import PackingError, use_packed_attention
 from ski_lvlm.utils.errors import UserError
 
-__all__ = ["attach_lora", "enable_packing", "enable_gradient_checkpointing", "cast_frozen_to_bf16", "param_groups"]
+__all__ = ["quantize_llm", "attach_lora", "enable_packing", "enable_gradient_checkpointing", "cast_frozen_to_bf16",
+           "param_groups"]
+
+
+def quantize_llm(model: torch.nn.Module, *, compute_dtype: torch.dtype, device: torch.device,
+                 gradient_checkpointing: bool) -> None:
+    """Reload ``model.language_model`` in 4-bit NF4 (QLoRA) from the base its config names, frozen.
+
+    The base is read again from ``config.llm_name_or_path`` because bitsandbytes quantises while loading;
+    every rank must see that folder (call a barrier first when rank 0 writes it).
+    """
+    from peft import prepare_model_for_kbit_training  # lazy: QLoRA only (bitsandbytes is an optional extra)
+
+    qcfg = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=compute_dtype,
+                              bnb_4bit_use_double_quant=True)
+    device_map = {"": device.index or 0} if device.type == "cuda" else "cpu"
+    llm = AutoModelForCausalLM.from_pretrained(model.config.llm_name_or_path, quantization_config=qcfg,
+                                               device_map=device_map)
+    fit_vocab(llm, model.config.text_config.vocab_size)  # the placeholder rows, as create_lvlm made them
+    model.language_model = prepare_model_for_kbit_training(llm, use_gradient_checkpointing=gradient_checkpointing)
+    model.language_model.requires_grad_(False)
 
 
 def attach_lora(model: torch.nn.Module, *, r: int, alpha: int, dropout: float, target_modules: list[str],
