@@ -103,8 +103,15 @@ def _read_yaml(path: str | Path) -> dict:
 def load_config(cls: type[T], path: str | Path | None = None, overrides: list[str] | None = None) -> T:
     """Build ``cls`` from an optional YAML file and ``key.sub=value`` overrides; raise one ConfigError."""
     data = _read_yaml(path) if path else {}
+    renamed = getattr(cls, "RENAMED", None)
+    problems: list[str] = []
+    if renamed:  # per source, so an old name on the command line still overrides the new one in the YAML
+        data = apply_renames(data, renamed, problems)
     if overrides:
-        data = _deep_merge(data, parse_overrides(overrides))
+        update = parse_overrides(overrides)
+        data = _deep_merge(data, apply_renames(update, renamed, problems) if renamed else update)
+    if problems:
+        raise ConfigError(problems, str(path) if path else None)
     return from_dict(cls, data, source=str(path) if path else None)
 
 

@@ -37,8 +37,15 @@ def test_old_setting_names_still_work_and_warn(tmp_path):
     for old, new in (("out", "train.output_dir"), ("train.grad_clip", "train.clip_grad"),
                      ("train.keep_last", "train.keep_checkpoints")):
         assert f"{old!r} is deprecated: use {new!r}" in text
-    with pytest.raises(ConfigError, match="give only train.output_dir"):
-        load_config(LvlmRecipeConfig, yaml_path, [f"data.train_json={data}", "train.output_dir=runs/new"])
+    with pytest.raises(ConfigError, match="give only train.output_dir"):  # both in one source: which one?
+        load_config(LvlmRecipeConfig, yaml_path, [f"data.train_json={data}", "out=a", "train.output_dir=b"])
+    # an old command with a new YAML (or the reverse): the command line wins, as for any key
+    with pytest.warns(FutureWarning, match="'out' is deprecated"):
+        cfg = load_config(LvlmRecipeConfig, ROOT / "train/configs/lvlm/align_tiny.yaml",
+                          [f"data.train_json={data}", "out=runs/cli"])
+    assert cfg.train.output_dir == "runs/cli"
+    assert load_config(LvlmRecipeConfig, yaml_path, [f"data.train_json={data}", "train.output_dir=runs/new"]
+                       ).train.output_dir == "runs/new"
 
 
 def test_invalid_combinations_are_reported_together(tmp_path):
