@@ -688,10 +688,10 @@ class LvlmRecipe:
         """One line of OUT/train_log.jsonl, TensorBoard and stdout: the means since the last line."""
         dt = max(time.perf_counter() - window["t0"], 1e-9)
         if self.world > 1:  # every rank logs at the same steps: average over all of them
-            t = torch.tensor([window[k] for k in ("loss", "n", "tokens", "skel", "samples")], dtype=torch.float64,
-                             device=self.device)
-            torch.distributed.all_reduce(t)
-            window.update(zip(("loss", "n", "tokens", "skel", "samples"), t.tolist()))
+            keys = ("loss", "n", "tokens", "skel", "samples")
+            sums = torch.tensor([window[k] for k in keys], dtype=torch.float64, device=self.device)
+            torch.distributed.all_reduce(sums)
+            window.update(zip(keys, sums.tolist()))
         rec = {"step": state.step, "epoch": state.epoch, "loss": window["loss"] / max(window["n"], 1), "lr": lr,
                "tokens_per_s": window["tokens"] / dt, "samples": int(window["samples"]),
                "skeleton_frac": window["skel"] / max(window["samples"], 1), "time": time.time()}
