@@ -23,9 +23,11 @@ import argparse
 import os
 from pathlib import Path
 
-from ski_lvlm.data.datasets import InstructionDataset, ManifestDataset, ManifestFormatError, sample_key
-from ski_lvlm.data.feature_cache import (BadItemError, FeatureItem, StaleCacheError, extract_features,
-                                         load_skeleton_encoder, load_video_encoder)
+from ski_lvlm.data.feature_cache import BadItemError, FeatureItem, StaleCacheError, extract_features
+from ski_lvlm.data.instruction_sets import load_instruction_set, to_records
+from ski_lvlm.data.keys import sample_key
+from ski_lvlm.data.manifest import ManifestDataset
+from ski_lvlm.models.encoders import load_skeleton_encoder, load_video_encoder
 from ski_lvlm.utils.errors import UserError, cli_entry
 from ski_lvlm.utils.io import atomic_write_json, check_writable_parent
 from ski_lvlm.utils.runtime import pick_device, resolve_dtype
@@ -36,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--manifest", help="video_path,skeleton_path,label CSV")
-    src.add_argument("--instructions", help="LLaVA instruction JSON (records with video / skeleton)")
+    src.add_argument("--instructions", help="instruction records with video / skeleton, as train lvlm reads them")
     p.add_argument("--out", required=True, help="cache folder (created, or resumed when the settings match)")
     p.add_argument("--video-encoder", default="clip:ski-tiny-ViT", help="clip:ARCH[:PRETRAINED] or ski_vlm:FOLDER")
     p.add_argument("--frames", type=int, default=100, help="frames sampled per video (fewer when the video is shorter)")
@@ -69,17 +71,16 @@ def collect_items(args: argparse.Namespace, with_skeleton: bool) -> list[Feature
             pairs = [(r.video_path, r.skeleton_path) for r in rows]
             source = args.manifest
         else:
-            ds = InstructionDataset(args.instructions)
-            recs = [ds.record(i) for i in range(len(ds))]
+            recs = to_records(load_instruction_set(args.instructions))  # read as `train lvlm` reads it
             pairs = [(r["video_path"], r["skeleton_path"]) for r in recs]
             source = args.instructions
-    except (ManifestFormatError, FileNotFoundError, OSError) as e:
+    except (ValueError, OSError) as e:  # a malformed manifest / instruction file (the errors name it), or none
         raise UserError(str(e)) from None
     items: dict[str, FeatureItem] = {}
     for k, (video, skel) in enumerate(pairs):
         if not video:
             raise UserError(f"{source}: item {k} has no video path")
-        key = sample_key(video)
+        key = sample_key({"video_path": video})
         item = FeatureItem(key, video, skel if with_skeleton else None)
         prev = items.get(key)
         if prev is not None and prev.video != video:

@@ -28,7 +28,7 @@ import os
 from pathlib import Path
 
 from ski_lvlm.config import load_config
-from ski_lvlm.data.datasets import ManifestDataset, ManifestFormatError
+from ski_lvlm.data.manifest import ManifestDataset, ManifestFormatError
 from ski_lvlm.data.instructions import (InstructionFormatError, QAWriterConfig, TemplateSample, make_record,
                                         template_qa, to_llava, to_llavidal, to_ski_qa, to_videochatgpt,
                                         write_qa_with_llm)

@@ -717,7 +717,7 @@ def main(argv: list[str] | None = None) -> int:
     if pending:
         import torch
 
-        from ski_lvlm.training.lvlm_checkpoint import load_lvlm
+        from ski_lvlm.models.lvlm import load
         from ski_lvlm.utils.runtime import pick_device
 
         try:
@@ -725,7 +725,7 @@ def main(argv: list[str] | None = None) -> int:
         except RuntimeError as e:
             raise UserError(str(e)) from None
         print(f"{PROG}: {len(pending)} of {len(items)} items to generate ({counts['done_before']} done before)")
-        model, processor = load_lvlm(model_dir, device=device)
+        model, processor = load(model_dir, device=device)
         if model.video_tower is None:
             raise UserError(f"{model_dir}: the model has no video tower (config.video_encoder); it cannot read videos")
         torch.manual_seed(0)

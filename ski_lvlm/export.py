@@ -15,8 +15,8 @@ Two layouts, both written atomically (built in a hidden temporary sibling, renam
 
 Every export carries ``README.md`` (model card: base model, data, training settings, latest eval numbers)
 and ``export_info.json`` (layout, dtype, base reference, reload-check numbers and a manifest of every file
-with its size). :func:`load_exported` checks the manifest first, so a missing or truncated weight file is
-reported by name instead of surfacing as an obscure loader error.
+with its size). The loader (:func:`ski_lvlm.models.lvlm.load`) checks the manifest first, so a missing or
+truncated weight file is reported by name instead of surfacing as an obscure loader error.
 
 The reload check: after writing, the export is loaded back and its logits on a few probe inputs (seeded
 random frames or features + two prompts) are compared with the training-time model (the run's final
@@ -36,32 +36,22 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
+from ski_lvlm.models.lvlm.loading import INFO_FILE, CorruptExportError, ExportError, load, verify_manifest
 from ski_lvlm.utils.io import atomic_dir, atomic_write_json, atomic_write_text
 from ski_lvlm.utils.runtime import resolve_dtype
 
+# ExportError, CorruptExportError and verify_manifest live with the loader (reading an export is loading);
+# they are re-exported here because export users catch them as ski_lvlm.export.*.
 __all__ = ["EXPORT_FORMAT", "ExportError", "ExportCheckError", "CorruptExportError", "ExportResult", "export_run",
-           "load_exported", "verify_manifest", "resolve_final", "probe_logits", "base_reference"]
+           "verify_manifest", "resolve_final", "probe_logits", "base_reference"]
 
 EXPORT_FORMAT = "ski-lvlm-export/1"
-INFO_FILE = "export_info.json"
 PROBE_PROMPTS = ("Describe the video.", "What is the person doing? Answer in one short sentence, please.")
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt")
 
 
-class ExportError(Exception):
-    """The run cannot be exported (missing final folder, unknown layout, unreadable files)."""
-
-
 class ExportCheckError(ExportError):
     """The reloaded export does not reproduce the training-time model's logits."""
-
-
-class CorruptExportError(ExportError):
-    """A file of an export is missing, truncated or unreadable; ``path`` names it."""
-
-    def __init__(self, path: str | Path, msg: str):
-        self.path = str(path)
-        super().__init__(f"{self.path}: {msg}")
 
 
 @dataclass
@@ -157,137 +147,6 @@ def _round_params(model: nn.Module, dtype: torch.dtype, skip_base: bool = False)
 def _manifest(folder: Path) -> dict[str, int]:
     return {str(p.relative_to(folder)): p.stat().st_size for p in sorted(folder.rglob("*"))
             if p.is_file() and p.name != INFO_FILE}
-
-
-def verify_manifest(path: str | Path) -> dict[str, Any]:
-    """Check an export against its ``export_info.json``; returns the info.
-
-    Raises:
-        CorruptExportError: naming the first missing, truncated or unreadable file.
-    """
-    path = Path(path)
-    info_file = path / INFO_FILE
-    if not info_file.is_file():
-        raise CorruptExportError(info_file, "missing (not a complete `ski-lvlm export` folder)")
-    try:
-        info = json.loads(info_file.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise CorruptExportError(info_file, f"not valid JSON ({e})") from None
-    for rel, size in info.get("files", {}).items():
-        f = path / rel
-        if not f.is_file():
-            raise CorruptExportError(f, "missing (listed in export_info.json; re-export or copy it again)")
-        actual = f.stat().st_size
-        if actual != size:
-            raise CorruptExportError(f, f"truncated or modified: {actual} bytes, export wrote {size}")
-        if f.suffix == ".safetensors":
-            from safetensors import safe_open
-
-            try:
-                with safe_open(str(f), framework="pt") as h:
-                    h.keys()
-            except Exception as e:  # noqa: BLE001 - any header failure means the file is unusable
-                raise CorruptExportError(f, f"unreadable safetensors file ({e})") from None
-    return info
-
-
-# ---------------------------------------------------------------------------------------------- loading
-def _guarded(fn: Callable[[], Any], file: Path | str) -> Any:
-    try:
-        return fn()
-    except (OSError, ValueError, RuntimeError) as e:
-        raise CorruptExportError(file, f"cannot be loaded ({type(e).__name__}: {e})") from None
-
-
-def _assemble(config: Any, base_id: str, adapter_dir: Path | None, mm_file: Path, *, dtype: torch.dtype | None,
-              merge: bool) -> nn.Module:
-    """Backbone + (LoRA adapter) + projectors/tower, built the way training built it.
-
-    The adapter is attached *after* the wrapper is constructed: ``post_init`` initialises every module
-    that from_pretrained did not mark as loaded, which would re-randomise LoRA weights attached earlier.
-    """
-    from safetensors.torch import load_file
-    from transformers import AutoModelForCausalLM
-
-    from ski_lvlm.models.lvlm import SkiLvlmForConditionalGeneration
-
-    kw = {"dtype": dtype} if dtype is not None else {}
-    llm = _guarded(lambda: AutoModelForCausalLM.from_pretrained(base_id, **kw), base_id)
-    model = SkiLvlmForConditionalGeneration(config, language_model=llm)
-    if adapter_dir is not None:
-        from peft import PeftModel
-
-        peft = _guarded(lambda: PeftModel.from_pretrained(model.language_model, str(adapter_dir)),
-                        adapter_dir / "adapter_model.safetensors")
-        model.language_model = peft.merge_and_unload() if merge else peft
-    mm = _guarded(lambda: load_file(str(mm_file)), mm_file)
-    result = model.load_state_dict(mm, strict=False)
-    missing = [k for k in result.missing_keys if not k.startswith("language_model.")]
-    if missing or result.unexpected_keys:
-        raise CorruptExportError(mm_file, f"does not match config.json: missing {missing[:4]}, "
-                                          f"unexpected {result.unexpected_keys[:4]}")
-    if dtype is not None:
-        model.to(dtype)
-    return model
-
-
-def load_training_model(final: str | Path) -> tuple[nn.Module, Any]:
-    """A run's final folder as it trained: backbone + LoRA adapter *unmerged* (fp32), or the full weights."""
-    from ski_lvlm.models.lvlm import SkiLvlmConfig, SkiLvlmProcessor
-    from ski_lvlm.training.lvlm_checkpoint import load_lvlm
-
-    final = Path(final)
-    if not (final / "adapter" / "adapter_config.json").is_file():
-        return load_lvlm(final)
-    config = SkiLvlmConfig.from_pretrained(final)
-    if not config.llm_name_or_path:
-        raise ExportError(f"{final}/config.json: llm_name_or_path is empty; cannot find the adapter's backbone")
-    model = _assemble(config, config.llm_name_or_path, final / "adapter", final / "mm_modules.safetensors",
-                      dtype=torch.float32, merge=False)
-    return model.eval(), SkiLvlmProcessor.from_pretrained(final)
-
-
-def load_exported(path: str | Path, *, device: str | torch.device = "cpu", dtype: torch.dtype | str | None = None,
-                  merge_adapter: bool = True) -> tuple[nn.Module, Any]:
-    """Rebuild the full model + processor from an export (or a run's ``final/`` folder).
-
-    Returns:
-        ``(model, processor)`` in eval mode on ``device``.
-
-    Raises:
-        CorruptExportError: a missing / truncated / unreadable file (named).
-    """
-    from safetensors.torch import load_file
-    from transformers import AutoModelForCausalLM
-
-    from ski_lvlm.models.lvlm import SkiLvlmConfig, SkiLvlmForConditionalGeneration, SkiLvlmProcessor
-
-    path = Path(path)
-    if isinstance(dtype, str):
-        dtype = resolve_dtype(dtype)
-    if not (path / INFO_FILE).is_file() and (path / "run_info.json").is_file():
-        from ski_lvlm.training.lvlm_checkpoint import load_lvlm  # a run's final folder
-
-        return load_lvlm(path, device=device, dtype=dtype, merge_adapter=merge_adapter)
-    if not path.is_dir():
-        raise FileNotFoundError(f"{path}: no such model folder")
-    info = verify_manifest(path)
-    kw = {"dtype": dtype} if dtype is not None else {}
-
-    if info.get("layout") == "merged":
-        model = _guarded(lambda: SkiLvlmForConditionalGeneration.from_pretrained(path, **kw),
-                        path / "model.safetensors.index.json")
-    else:
-        config = SkiLvlmConfig.from_pretrained(path)
-        ref = config.llm_name_or_path
-        if not ref:
-            raise CorruptExportError(path / "config.json", "adapter export without llm_name_or_path (no backbone)")
-        base = path / ref if (path / ref).is_dir() else Path(ref)
-        adapter = path if (path / "adapter_config.json").is_file() else None
-        model = _assemble(config, str(base) if base.is_dir() else ref, adapter, path / "mm_modules.safetensors",
-                          dtype=dtype, merge=merge_adapter)
-    processor = SkiLvlmProcessor.from_pretrained(path)
-    return model.to(device).eval(), processor
 
 
 # ---------------------------------------------------------------------------------------------- model card
@@ -412,6 +271,126 @@ def _cast_safetensors(src: Path, dst: Path, dtype: torch.dtype) -> None:
     save_file(tensors, str(dst), metadata={"format": "pt"})
 
 
+def _check_options(out: Path, final: Path, *, overwrite: bool, copy_base: str, dtype: str) -> tuple[torch.dtype, str]:
+    """Refuse bad options before anything is loaded; returns the weights' dtype and its short name."""
+    if out.resolve() == final.resolve() or final.resolve() in out.resolve().parents:
+        raise ExportError(f"--out {out} must not be inside the run's final folder {final}")
+    if out.exists() and not overwrite:
+        raise ExportError(f"{out} already exists (pass overwrite / --overwrite to replace it)")
+    if copy_base not in ("auto", "always", "never"):
+        raise ExportError(f"copy_base must be auto, always or never, got {copy_base!r}")
+    try:
+        wdtype = resolve_dtype(dtype)
+    except ValueError as e:
+        raise ExportError(str(e)) from None
+    return wdtype, {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[wdtype]
+
+
+def _check_reference(reference: nn.Module, merged: nn.Module | None, *, wdtype: torch.dtype, dtype_name: str,
+                     skip_base: bool) -> tuple[nn.Module, str]:
+    """The model the reloaded export must reproduce, and its name in the check's report.
+
+    fp32: the training-time model. Lower precision: an adapter export compares with the training-time model
+    whose weights are rounded here to ``wdtype`` (in place; ``skip_base`` leaves a referenced backbone alone),
+    a merged export with its own fp32 merge, already rounded (``merged``).
+    """
+    if wdtype == torch.float32:
+        return reference, "training-time model (adapter unmerged, fp32)"
+    if merged is None:
+        _round_params(reference, wdtype, skip_base=skip_base)
+        return reference, f"training-time model with weights rounded to {dtype_name}"
+    return merged, f"fp32 merge rounded to {dtype_name}"
+
+
+def _write_adapter_layout(tmp: Path, final: Path, reference: nn.Module, *, base_ref: str | None, copy: bool,
+                          wdtype: torch.dtype, dtype_name: str, max_shard_size: str | int,
+                          log: Callable[[str], None]) -> None:
+    """PEFT adapter + ``mm_modules`` + config into ``tmp``; the backbone is referenced, or copied to ``base_llm/``."""
+    from safetensors.torch import save_file
+
+    from ski_lvlm.models.lvlm import SkiLvlmConfig
+    from ski_lvlm.training.lvlm_checkpoint import mm_modules_state_dict
+
+    cfg = SkiLvlmConfig.from_pretrained(final)
+    cfg.llm_name_or_path = "base_llm" if copy else base_ref
+    cfg.save_pretrained(tmp)
+    if (final / "generation_config.json").is_file():
+        shutil.copy2(final / "generation_config.json", tmp / "generation_config.json")
+    acfg = json.loads((final / "adapter" / "adapter_config.json").read_text())
+    acfg["base_model_name_or_path"] = cfg.llm_name_or_path
+    atomic_write_json(tmp / "adapter_config.json", acfg)
+    src = final / "adapter" / "adapter_model.safetensors"
+    if not src.is_file():
+        raise ExportError(f"{src}: missing (the adapter folder is incomplete)")
+    _cast_safetensors(src, tmp / "adapter_model.safetensors", wdtype)
+    mm = {k: (v.to(wdtype) if v.is_floating_point() else v).contiguous()
+          for k, v in mm_modules_state_dict(reference).items()}
+    save_file(mm, str(tmp / "mm_modules.safetensors"), metadata={"format": "pt"})
+    if copy:
+        from transformers import AutoModelForCausalLM
+
+        log(f"[export] copying the backbone {base_ref} -> base_llm/ ({dtype_name})")
+        base = AutoModelForCausalLM.from_pretrained(base_ref, dtype=wdtype)
+        base.save_pretrained(tmp / "base_llm", max_shard_size=max_shard_size)
+        del base
+
+
+def _write_merged_layout(tmp: Path, final: Path, reference: nn.Module, *, has_adapter: bool, wdtype: torch.dtype,
+                         max_shard_size: str | int, log: Callable[[str], None]) -> nn.Module:
+    """One standalone sharded model into ``tmp``; returns it with its weights rounded to ``wdtype`` (exactly
+    the weights written: the reference for a low-precision export's reload check)."""
+    log("[export] merging LoRA into the backbone" if has_adapter else "[export] writing full weights")
+    if has_adapter:  # merge in fp32 from the same pieces training used (not final/'s merged weights)
+        merged = load(final, dtype=torch.float32, merge_adapter=False)[0]
+        merged.language_model = merged.language_model.merge_and_unload()
+    else:
+        merged = reference
+    saved_ref = merged.config.llm_name_or_path
+    merged.config.llm_name_or_path = None  # standalone: no backbone reference needed
+    state = {k: (v.to(wdtype) if v.is_floating_point() else v) for k, v in merged.state_dict().items()}
+    merged.save_pretrained(tmp, state_dict=state, max_shard_size=max_shard_size)
+    merged.config.llm_name_or_path = saved_ref
+    del state
+    _round_params(merged, wdtype)
+    return merged
+
+
+def _export_info(*, layout: str, dtype_name: str, final: Path, base_ref: str | None, copy: bool, has_adapter: bool,
+                 run_info: dict, config: Any, processor: Any, run_dir: Path | None) -> dict[str, Any]:
+    """``export_info.json`` without the manifest and the reload-check numbers (added once known)."""
+    info: dict[str, Any] = {
+        "format": EXPORT_FORMAT, "layout": layout, "dtype": dtype_name, "source": str(final.resolve()),
+        "base_model": base_ref, "base_copied": bool(copy), "adapter": has_adapter and layout == "adapter",
+        "run_info": run_info, "created": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "num_frames": config.num_frames, "frame_sampling": config.frame_sampling,
+        "video_encoder": config.video_encoder, "num_video_tokens": config.num_video_tokens,
+        "chat_template": processor.chat_template,
+    }
+    if run_dir is not None and (run_dir / "config.yaml").is_file():
+        train_json = _read_yaml(run_dir / "config.yaml").get("data", {}).get("train_json")
+        if train_json:
+            info["train_json"] = str(Path(train_json).resolve())
+    return info
+
+
+def _reload_check(tmp: Path, info: dict, processor: Any, ref_model: nn.Module,
+                  probe_seeds: tuple[int, ...]) -> tuple[float, bool]:
+    """Write the manifest, load ``tmp`` back as a user would and compare its probe logits with ``ref_model``.
+
+    Returns:
+        ``(max abs logit difference, whether the exported processor tokenises the probe prompts the same)``.
+    """
+    want = probe_logits(ref_model, processor, probe_seeds)
+    info["files"] = _manifest(tmp)  # README.md size fixed after the card is written
+    atomic_write_json(tmp / INFO_FILE, info)
+    # Loaded in fp32 (stored low-precision weights upcast exactly) and unmerged: a low-precision merge
+    # or bf16 RoPE / normalisation buffers would add rounding that is not in the files checked here.
+    reloaded, reproc = load(tmp, dtype=torch.float32, merge_adapter=False)
+    got = probe_logits(reloaded.float(), reproc, probe_seeds)
+    same_ids = reproc(list(PROBE_PROMPTS))["input_ids"].equal(processor(list(PROBE_PROMPTS))["input_ids"])
+    return _max_diff(want, got), same_ids
+
+
 def export_run(
     run: str | Path,
     out: str | Path,
@@ -438,26 +417,13 @@ def export_run(
     Raises:
         ExportError / ExportCheckError; ``out`` is untouched unless the whole export succeeded.
     """
-    from safetensors.torch import save_file
-
     from ski_lvlm.models.lvlm import SkiLvlmConfig
-    from ski_lvlm.training.lvlm_checkpoint import mm_modules_state_dict
 
     t0 = time.perf_counter()
     out = Path(out)
     final = resolve_final(run)
     run_dir = final.parent if final.name == "final" else None
-    if out.resolve() == final.resolve() or final.resolve() in out.resolve().parents:
-        raise ExportError(f"--out {out} must not be inside the run's final folder {final}")
-    if out.exists() and not overwrite:
-        raise ExportError(f"{out} already exists (pass overwrite / --overwrite to replace it)")
-    if copy_base not in ("auto", "always", "never"):
-        raise ExportError(f"copy_base must be auto, always or never, got {copy_base!r}")
-    try:
-        wdtype = resolve_dtype(dtype)
-    except ValueError as e:
-        raise ExportError(str(e)) from None
-    dtype_name = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[wdtype]
+    wdtype, dtype_name = _check_options(out, final, overwrite=overwrite, copy_base=copy_base, dtype=dtype)
     run_info = json.loads((final / "run_info.json").read_text()) if (final / "run_info.json").is_file() else {}
     config = SkiLvlmConfig.from_pretrained(final)
     has_adapter = (final / "adapter" / "adapter_config.json").is_file()
@@ -470,88 +436,33 @@ def export_run(
         copy_base == "always" and Path(base_ref).is_dir() or copy_base == "auto" and auto_copy)
 
     log(f"[export] loading the training-time model from {final}" + (" (adapter unmerged)" if has_adapter else ""))
-    try:
-        reference, processor = load_training_model(final)
+    try:  # as it trained: backbone + LoRA adapter unmerged in fp32, or the full weights as stored
+        reference, processor = load(final, dtype=torch.float32 if has_adapter else None, merge_adapter=False)
     except (OSError, ValueError, CorruptExportError) as e:
         raise ExportError(f"{final}: cannot load the trained model: {e}") from None
     reference.float()
 
     with atomic_dir(out, overwrite=overwrite) as tmp:
         if layout == "adapter":
-            cfg = SkiLvlmConfig.from_pretrained(final)
-            cfg.llm_name_or_path = "base_llm" if copy else base_ref
-            cfg.save_pretrained(tmp)
-            if (final / "generation_config.json").is_file():
-                shutil.copy2(final / "generation_config.json", tmp / "generation_config.json")
-            acfg = json.loads((final / "adapter" / "adapter_config.json").read_text())
-            acfg["base_model_name_or_path"] = cfg.llm_name_or_path
-            atomic_write_json(tmp / "adapter_config.json", acfg)
-            src = final / "adapter" / "adapter_model.safetensors"
-            if not src.is_file():
-                raise ExportError(f"{src}: missing (the adapter folder is incomplete)")
-            _cast_safetensors(src, tmp / "adapter_model.safetensors", wdtype)
-            mm = {k: (v.to(wdtype) if v.is_floating_point() else v).contiguous()
-                  for k, v in mm_modules_state_dict(reference).items()}
-            save_file(mm, str(tmp / "mm_modules.safetensors"), metadata={"format": "pt"})
-            if copy:
-                from transformers import AutoModelForCausalLM
-
-                log(f"[export] copying the backbone {base_ref} -> base_llm/ ({dtype_name})")
-                base = AutoModelForCausalLM.from_pretrained(base_ref, dtype=wdtype)
-                base.save_pretrained(tmp / "base_llm", max_shard_size=max_shard_size)
-                del base
+            _write_adapter_layout(tmp, final, reference, base_ref=base_ref, copy=copy, wdtype=wdtype,
+                                  dtype_name=dtype_name, max_shard_size=max_shard_size, log=log)
         else:
-            log("[export] merging LoRA into the backbone" if has_adapter else "[export] writing full weights")
-            if has_adapter:  # merge in fp32 from the same pieces training used
-                merged = _assemble(config, base_ref, final / "adapter", final / "mm_modules.safetensors",
-                                   dtype=torch.float32, merge=True).eval()
-            else:
-                merged = reference
-            saved_ref = merged.config.llm_name_or_path
-            merged.config.llm_name_or_path = None  # standalone: no backbone reference needed
-            state = {k: (v.to(wdtype) if v.is_floating_point() else v) for k, v in merged.state_dict().items()}
-            merged.save_pretrained(tmp, state_dict=state, max_shard_size=max_shard_size)
-            merged.config.llm_name_or_path = saved_ref
-            del state
-            _round_params(merged, wdtype)  # the low-precision reference: exactly the weights written
+            merged = _write_merged_layout(tmp, final, reference, has_adapter=has_adapter, wdtype=wdtype,
+                                          max_shard_size=max_shard_size, log=log)
         processor.save_pretrained(tmp)
-        info: dict[str, Any] = {
-            "format": EXPORT_FORMAT, "layout": layout, "dtype": dtype_name, "source": str(final.resolve()),
-            "base_model": base_ref, "base_copied": bool(copy), "adapter": has_adapter and layout == "adapter",
-            "run_info": run_info, "created": time.strftime("%Y-%m-%d %H:%M:%S"),
-            "num_frames": config.num_frames, "frame_sampling": config.frame_sampling,
-            "video_encoder": config.video_encoder, "num_video_tokens": config.num_video_tokens,
-            "chat_template": processor.chat_template,
-        }
-        if run_dir is not None and (run_dir / "config.yaml").is_file():
-            train_json = _read_yaml(run_dir / "config.yaml").get("data", {}).get("train_json")
-            if train_json:
-                info["train_json"] = str(Path(train_json).resolve())
+        info = _export_info(layout=layout, dtype_name=dtype_name, final=final, base_ref=base_ref, copy=copy,
+                            has_adapter=has_adapter, run_info=run_info, config=config, processor=processor,
+                            run_dir=run_dir)
         card_stub = "# SKI-LVLM export\n"  # replaced below; listed in the manifest with its final size
         atomic_write_text(tmp / "README.md", card_stub)
 
         # --- reload check (the export as a user would load it, in the export dtype, compared in fp32)
         log("[export] reload check")
-        if wdtype == torch.float32:
-            ref_model, ref_name = reference, "training-time model (adapter unmerged, fp32)"
-        elif layout == "adapter":
-            _round_params(reference, wdtype, skip_base=not copy)
-            ref_model, ref_name = reference, f"training-time model with weights rounded to {dtype_name}"
-        else:
-            ref_model = merged  # noqa: F821 - set in the merged branch above
-            ref_name = f"fp32 merge rounded to {dtype_name}"
-        want = probe_logits(ref_model, processor, probe_seeds)
-        info["files"] = _manifest(tmp)  # README.md size fixed after the card is written
-        atomic_write_json(tmp / INFO_FILE, info)
-        # Loaded in fp32 (stored low-precision weights upcast exactly) and unmerged: a low-precision merge
-        # or bf16 RoPE / normalisation buffers would add rounding that is not in the files checked here.
-        reloaded, reproc = load_exported(tmp, dtype=torch.float32, merge_adapter=False)
-        got = probe_logits(reloaded.float(), reproc, probe_seeds)
-        diff = _max_diff(want, got)
-        same_ids = reproc(list(PROBE_PROMPTS))["input_ids"].equal(processor(list(PROBE_PROMPTS))["input_ids"])
+        ref_model, ref_name = _check_reference(reference, None if layout == "adapter" else merged, wdtype=wdtype,
+                                               dtype_name=dtype_name, skip_base=not copy)
+        diff, same_ids = _reload_check(tmp, info, processor, ref_model, probe_seeds)
         info["reload_check"] = {"max_abs_diff": diff, "atol": atol, "probes": len(probe_seeds) * len(PROBE_PROMPTS),
                                 "reference": ref_name, "same_prompt_ids": same_ids, "passed": diff <= atol and same_ids}
-        del reloaded
         if not same_ids:
             raise ExportCheckError("reload check failed: the exported processor tokenises the probe prompts "
                                    "differently from the training-time processor")

@@ -152,11 +152,11 @@ class Captioner:
     @classmethod
     def from_pretrained(cls, path: str | Path, *, device: str = "auto", dtype: torch.dtype | str | None = None,
                         fast: bool | None = None, **kw: Any) -> "Captioner":
-        """Load an export (``ski-lvlm export``) or a run's ``final/`` folder.
+        """Load an export (``ski-lvlm export``) or a run's ``final/`` folder (:func:`ski_lvlm.models.lvlm.load`).
 
         ``dtype``: ``None`` = bf16 on CUDA, fp32 on CPU (or ``"fp32"`` / ``"bf16"`` / ``"fp16"`` / a torch dtype).
         """
-        from ski_lvlm.export import load_exported
+        from ski_lvlm.models.lvlm import load
         from ski_lvlm.utils.runtime import pick_device, resolve_dtype
 
         dev = pick_device(device)
@@ -164,7 +164,7 @@ class Captioner:
             dtype = resolve_dtype(dtype)
         if dtype is None:
             dtype = torch.bfloat16 if dev.type == "cuda" else torch.float32
-        model, processor = load_exported(path, device=dev, dtype=dtype)
+        model, processor = load(path, device=dev, dtype=dtype)
         return cls(model, processor, fast=fast, **kw)
 
     @classmethod

@@ -4,7 +4,7 @@
     ski-lvlm export --run runs/lvlm_instruct --out exports/lvlm_instruct_merged --merge --dtype bf16
 
 The export loads without the training config (``Captioner.from_pretrained(OUT)``,
-``ski_lvlm.export.load_exported(OUT)``, ``ski-lvlm demo --model OUT``). Every export ends with a reload
+``ski_lvlm.models.lvlm.load(OUT)``, ``ski-lvlm demo --model OUT``). Every export ends with a reload
 check (logits of the reloaded export vs the training-time model on probe inputs, max abs diff <= 1e-5
 in fp32); on failure the command exits non-zero and nothing is written at --out. The export is built in
 a hidden temporary folder next to --out and renamed at the end, so an interrupted export leaves nothing

@@ -49,19 +49,20 @@ from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
 from ski_lvlm.config import load_config, save_config
-from ski_lvlm.data.feature_cache import (FeatureCache, VideoFeatureEncoder, load_skeleton_encoder,
-                                         load_video_encoder)
+from ski_lvlm.data.feature_cache import FeatureCache
 from ski_lvlm.data.instruction_sets import PretokenizedProcessor, read_training_records, tokenize_set
-from ski_lvlm.data.lvlm_dataset import (FrameSource, LengthGroupedBatches, LvlmDataset, lvlm_collate,
-                                        lvlm_pack_collate, record_key)
+from ski_lvlm.data.keys import sample_key
+from ski_lvlm.data.lvlm_dataset import FrameSource, LengthGroupedBatches, LvlmDataset, lvlm_collate, lvlm_pack_collate
+from ski_lvlm.models.encoders import VideoFeatureEncoder, load_skeleton_encoder, load_video_encoder
+from ski_lvlm.models.lvlm import load
 from ski_lvlm.models.lvlm.compat import load_mm_projector
 from ski_lvlm.models.lvlm.presets import create_lvlm
 from ski_lvlm.models.lvlm.processing import IGNORE_INDEX, LabelError
 from ski_lvlm.training.checkpoint import EXIT_INTERRUPTED, GracefulStop
 from ski_lvlm.training.distributed import (barrier, destroy, gathered_parameters, global_token_mean, init_deepspeed,
                                            init_distributed, load_deepspeed_config, world_info)
-from ski_lvlm.training.lvlm_checkpoint import (TrainState, latest_resume_checkpoint, load_lvlm,
-                                               load_resume_checkpoint, save_final, save_resume_checkpoint)
+from ski_lvlm.training.lvlm_checkpoint import (TrainState, latest_resume_checkpoint, load_resume_checkpoint,
+                                               save_final, save_resume_checkpoint)
 from ski_lvlm.training.lvlm_features import check_feature_cache, compute_features, fit_standardizers, prealign
 from ski_lvlm.training.lvlm_setup import (attach_lora, cast_frozen_to_bf16, enable_gradient_checkpointing,
                                           enable_packing, param_groups, quantize_llm)
@@ -411,7 +412,7 @@ class LvlmRecipe:
 
         Returns (model, processor, video feature encoder, whether its LLM differs from the named base)."""
         path = self.cfg.model.init_from
-        model, processor = load_lvlm(path)
+        model, processor = load(path)
         if model.video_tower is None:
             raise UserError(f"model.init_from={path}: the model has no video tower to compute features")
         vc = model.config
@@ -502,7 +503,7 @@ class LvlmRecipe:
         cfg = self.cfg
         if cfg.model.tower_trainable != "frozen":  # the tower sees frames at every step (decoded once)
             vc = self.model.config
-            features = FrameSource(features, {record_key(r): r["video_path"] for r in self.records
+            features = FrameSource(features, {sample_key(r): r["video_path"] for r in self.records
                                               if r.get("video_path")}, vc.num_frames, vc.frame_sampling)
         try:
             tokenized = tokenize_set(instruction_rows, self.processor, num_proc=cfg.data.num_proc)
@@ -719,7 +720,7 @@ class LvlmRecipe:
                 if self.model.video_tower is not None and self.cfg.model.tower_trainable == "lora":
                     self.model.video_tower.merge_adapters()  # saved as plain tower weights
                 save_final(self.out / "final", self.model, self.processor, run_info=info, save_full=save_full)
-                self.log(f"saved {self.out / 'final'} (load with ski_lvlm.training.lvlm_checkpoint.load_lvlm)")
+                self.log(f"saved {self.out / 'final'} (load with ski_lvlm.models.lvlm.load)")
         return 0
 
     def cleanup(self) -> None:

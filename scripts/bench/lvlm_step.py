@@ -136,7 +136,7 @@ def _smol_lora(lora_r: int):
 
 def _smol_samples(instructions: str, proc, n: int, p_inject: float, seed: int) -> list[dict]:
     """``n`` random records of the world, tokenised by the real processor (video + drawn skeleton tokens)."""
-    from ski_lvlm.models.lvlm.compat import read_instruction_records
+    from ski_lvlm.data.instructions import read_instruction_records
 
     records = read_instruction_records(instructions)
     rng = np.random.default_rng(seed)

@@ -11,7 +11,7 @@ convert IN OUT --to datasets``). SKI's list-of-lists QA JSON has no row form; it
 
 Every source becomes one schema, ``RECORD_FEATURES``: ``id``, ``conversations`` (the turns as a JSON string:
 turns of any shape survive Arrow unchanged), ``video_path`` / ``skeleton_path`` (absolute; relative paths
-resolve against the source file's folder, as :func:`~ski_lvlm.models.lvlm.compat.read_instruction_records`
+resolve against the source file's folder, as :func:`~ski_lvlm.data.instructions.read_instruction_records`
 does) and ``meta`` (the record's other keys, as JSON). :func:`to_records` turns rows back into the dicts that
 ``read_instruction_records`` returns: the same records in the same order, so the trainer's seeded batches,
 samples and labels are unchanged (``tests/ski_lvlm/data/test_instruction_sets.py``).

@@ -28,17 +28,19 @@ from __future__ import annotations
 
 import ast
 import json
+import os
 import random
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Iterable, Protocol
 
 __all__ = [
     "VIDEO_TOKEN", "SKELETON_TOKEN", "OBJECT_TOKEN", "LLAVIDAL_POSE_TOKEN", "SKI_POSE_TOKEN",
     "InstructionFormatError", "validate_llava", "strip_placeholders", "make_record", "add_placeholders",
     "from_videochatgpt", "to_videochatgpt", "from_llavidal", "to_llavidal", "from_ski_qa", "to_ski_qa",
-    "qa_pairs", "detect_format", "to_llava", "TemplateSample", "template_qa", "QAWriterConfig",
-    "parse_qa_answer", "write_qa_with_llm", "QA_SYSTEM_PROMPT",
+    "qa_pairs", "detect_format", "to_llava", "read_instruction_records", "TemplateSample", "template_qa",
+    "QAWriterConfig", "parse_qa_answer", "write_qa_with_llm", "QA_SYSTEM_PROMPT",
 ]
 
 VIDEO_TOKEN = "<video>"
@@ -278,6 +280,32 @@ def to_llava(data: Any, fmt: str = "auto", video_template: str = "{id}.mp4", ske
     if fmt == "llava":
         return validate_llava(data, source)
     raise ValueError(f"unknown instruction format {fmt!r}")
+
+
+def read_instruction_records(path: str | Path) -> list[dict]:
+    """Read LLaVA / LLAVIDAL / SKI / Video-ChatGPT instruction JSON as LLaVA records with absolute paths.
+
+    Each record gets ``id``, ``conversations`` and ``video_path`` / ``skeleton_path`` (absolute, resolved
+    against the JSON's folder; ``None`` when absent). LLAVIDAL's ``pose`` key counts as the skeleton.
+    Video-ChatGPT items become one single-turn record each (``video`` = ``<video_id>.mp4``).
+    ``train lvlm`` reads through :mod:`ski_lvlm.data.instruction_sets`, which gives the same records.
+
+    Raises:
+        ValueError: invalid JSON (file and line) or a record that fits no format (names the record).
+    """
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}:{e.lineno}: invalid JSON ({e.msg})") from None
+    records = to_llava(data, fmt=detect_format(data), source=str(path))
+    root = path.resolve().parent
+
+    def resolve(v: str | None) -> str | None:
+        return os.path.normpath(v if os.path.isabs(v) else root / v) if v else None
+
+    return [{**rec, "id": str(rec.get("id", i)), "video_path": resolve(rec.get("video")),
+             "skeleton_path": resolve(rec.get("skeleton") or rec.get("pose"))} for i, rec in enumerate(records)]
 
 
 # ---------------------------------------------------------------------------------------------------

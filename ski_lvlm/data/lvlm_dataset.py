@@ -1,7 +1,7 @@
 """Instruction-tuning data for SKI-LVLM: tokenised conversations + cached features, batched by length.
 
 :class:`LvlmDataset` joins instruction records (LLaVA / LLAVIDAL / Video-ChatGPT JSON, read by
-:func:`ski_lvlm.models.lvlm.compat.read_instruction_records`) with a feature source (a
+:func:`ski_lvlm.data.instructions.read_instruction_records`) with a feature source (a
 :class:`~ski_lvlm.data.feature_cache.FeatureCache` or any object with ``get(key) -> {"video", "skeleton"}``)
 and the :class:`~ski_lvlm.models.lvlm.SkiLvlmProcessor`. Batches are right-padded (:func:`lvlm_collate`) or
 packed into one row without padding (:func:`lvlm_pack_collate`, ``data.packing``).
@@ -27,10 +27,11 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from ski_lvlm.data.keys import sample_key
 from ski_lvlm.models.lvlm.processing import IGNORE_INDEX, LabelError, SkiLvlmProcessor
 
 __all__ = ["FeatureSource", "FrameSource", "SkippedSample", "LvlmDataset", "lvlm_collate", "lvlm_pack_collate",
-           "LengthGroupedBatches", "record_key"]
+           "LengthGroupedBatches"]
 
 
 class FeatureSource(Protocol):
@@ -67,14 +68,6 @@ class FrameSource:
         return self._frames[key]
 
 
-def record_key(record: dict) -> str:
-    """Feature-cache id of a record: the file stem of its video (else skeleton), else its ``id``."""
-    from pathlib import Path
-
-    path = record.get("video_path") or record.get("skeleton_path")
-    return Path(path).stem if path else str(record.get("id"))
-
-
 @dataclass
 class SkippedSample:
     index: int
@@ -100,7 +93,7 @@ class LvlmDataset(Dataset):
     Args:
         records: instruction records with ``conversations`` and ``video_path`` / ``skeleton_path``.
         processor: builds input ids and labels.
-        features: where video / skeleton features come from (keyed by :func:`record_key`).
+        features: where video / skeleton features come from (keyed by :func:`~ski_lvlm.data.keys.sample_key`).
         p_inject: probability of skeleton tokens for samples that have skeleton features.
         seed: seeds the injection draws.
         skip_bad: leave out (and list) samples that cannot be built instead of raising.
@@ -144,7 +137,7 @@ class LvlmDataset(Dataset):
             return {}
 
     def _validate(self, i: int, sid: str, rec: dict) -> _Item:
-        key = record_key(rec)
+        key = sample_key(rec)
         has_video = bool(rec.get("video_path"))
         feats = self._features(key) if (has_video or rec.get("skeleton_path")) else {}
         if has_video and "video" not in feats:

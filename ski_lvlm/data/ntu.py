@@ -545,7 +545,7 @@ def read_manifest(path: str | Path) -> list[ManifestRow]:
     An empty ``skeleton_path`` gives ``None``. Errors name the file and the 1-based line.
     """
     path = Path(path)
-    base = path.resolve().parent  # absolute, like ski_lvlm.data.datasets.ManifestDataset
+    base = path.resolve().parent  # absolute, like ski_lvlm.data.manifest.ManifestDataset
     rows: list[ManifestRow] = []
     with open(path, newline="", encoding="utf-8") as f:
         reader = csv.reader(f)

@@ -72,7 +72,7 @@ def _bar(total: int, desc: str, progress: bool):
 
 
 def _sha(module: torch.nn.Module) -> str:
-    from ski_lvlm.data.feature_cache import state_dict_sha256
+    from ski_lvlm.models.encoders import state_dict_sha256
 
     return state_dict_sha256(module)
 
@@ -272,7 +272,7 @@ def load_probe_encoder(spec: str, *, tokens: str = "all", num_frames: int | None
                             sampling=sampling or cfg.get("frame_sampling") or "segment_middle",
                             source=f"{final} (encoder {cfg['video_encoder'].get('kind')})", batch_size=batch_size)
     if kind in ("clip", "ski_vlm"):
-        from ski_lvlm.data.feature_cache import load_video_encoder
+        from ski_lvlm.models.encoders import load_video_encoder
         from ski_lvlm.models.lvlm import VideoTower
 
         num_frames, sampling = num_frames or 8, sampling or "segment_middle"

@@ -9,7 +9,7 @@ Resume checkpoint ``RUN/checkpoints/step_00000040/`` (``RUN/checkpoints/latest``
 * ``trainer_state.json``: epoch, optimizer step, micro-batches consumed in the epoch (data position);
 * ``deepspeed/``: instead of the two files above under DeepSpeed (the engine's own sharded format).
 
-Final model folder ``RUN/final/`` (:func:`save_final`, loaded by :func:`load_lvlm`):
+Final model folder ``RUN/final/`` (:func:`save_final`, loaded by :func:`ski_lvlm.models.lvlm.load`):
 
 * ``config.json`` (+ ``generation_config.json``): :class:`SkiLvlmConfig`; ``llm_name_or_path`` names
   the backbone's base weights;
@@ -39,7 +39,7 @@ from ski_lvlm.utils.io import atomic_dir, atomic_write_json, atomic_write_text
 from ski_lvlm.utils.runtime import rng_state, set_rng_state
 
 __all__ = ["TrainState", "trainable_state_dict", "mm_modules_state_dict", "save_resume_checkpoint",
-           "load_resume_checkpoint", "latest_resume_checkpoint", "save_final", "load_lvlm", "unwrap_llm"]
+           "load_resume_checkpoint", "latest_resume_checkpoint", "save_final", "unwrap_llm"]
 
 
 def trainable_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -165,56 +165,3 @@ def save_final(out: str | Path, model: nn.Module, processor: Any, *, run_info: d
         atomic_write_json(tmp / "run_info.json", {**(run_info or {}), "full_weights": save_full,
                                                   "adapter": is_peft})
     return out
-
-
-def load_lvlm(path: str | Path, *, device: str | torch.device = "cpu", dtype: torch.dtype | None = None,
-              merge_adapter: bool = True) -> tuple[nn.Module, Any]:
-    """Load a final model folder (or any folder written by ``save_pretrained`` + a processor).
-
-    With ``model.safetensors`` present this is ``from_pretrained``; otherwise the backbone comes from
-    ``config.llm_name_or_path``, the LoRA adapter from ``adapter/`` (merged unless ``merge_adapter=False``)
-    and the projectors / video tower from ``mm_modules.safetensors``.
-
-    Returns:
-        ``(model, processor)`` in eval mode.
-    """
-    from safetensors.torch import load_file
-    from transformers import AutoModelForCausalLM
-
-    from ski_lvlm.models.lvlm import SkiLvlmConfig, SkiLvlmForConditionalGeneration, SkiLvlmProcessor
-
-    path = Path(path)
-    if (path / "export_info.json").is_file():
-        # An `ski-lvlm export` folder keeps the adapter at its top level (plain PEFT layout), not in
-        # adapter/; reading it here would silently drop the LoRA, so hand it to the export loader.
-        from ski_lvlm.export import load_exported
-
-        return load_exported(path, device=device, dtype=dtype, merge_adapter=merge_adapter)
-    if not (path / "config.json").is_file():
-        raise FileNotFoundError(f"{path}: not a SKI-LVLM model folder (no config.json)")
-    kw = {"dtype": dtype} if dtype is not None else {}
-    if (path / "model.safetensors").is_file() or (path / "model.safetensors.index.json").is_file():
-        model = SkiLvlmForConditionalGeneration.from_pretrained(path, **kw)
-    else:
-        config = SkiLvlmConfig.from_pretrained(path)
-        if not config.llm_name_or_path:
-            raise ValueError(f"{path}: no full weights and config.llm_name_or_path is empty; cannot find the backbone")
-        llm = AutoModelForCausalLM.from_pretrained(config.llm_name_or_path, **kw)
-        model = SkiLvlmForConditionalGeneration(config, language_model=llm)
-        if (path / "adapter").is_dir():
-            from peft import PeftModel
-
-            # Attached after wrapping (as export._assemble does): the wrapper's post_init ties embeddings by
-            # module path, which an unmerged PEFT wrapper would change.
-            llm = PeftModel.from_pretrained(model.language_model, str(path / "adapter"))
-            model.language_model = llm.merge_and_unload() if merge_adapter else llm
-        mm = load_file(str(path / "mm_modules.safetensors"))
-        result = model.load_state_dict(mm, strict=False)
-        missing = [k for k in result.missing_keys if not k.startswith("language_model.")]
-        if missing or result.unexpected_keys:
-            raise ValueError(f"{path}/mm_modules.safetensors does not match the config: missing {missing[:4]}, "
-                             f"unexpected {result.unexpected_keys[:4]}")
-        if dtype is not None:
-            model.to(dtype)
-    processor = SkiLvlmProcessor.from_pretrained(path)
-    return model.to(device).eval(), processor

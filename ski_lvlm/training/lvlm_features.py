@@ -16,7 +16,7 @@ import torch
 
 from ski_lvlm.data.feature_cache import (BadItemError, FeatureCache, FeatureItem, StaleCacheError, cache_identity,
                                          extract_features)
-from ski_lvlm.data.lvlm_dataset import record_key
+from ski_lvlm.data.keys import sample_key
 from ski_lvlm.models.lvlm.projector import standardizer_of
 from ski_lvlm.training.distributed import barrier
 from ski_lvlm.training.prealign import answer_embeddings, answer_word_targets, prealign_projector
@@ -44,7 +44,7 @@ def compute_features(records: list[dict], path: Path, video_encoder: Any, skelet
     if is_main:
         items, seen = [], set()
         for r in records:
-            key = record_key(r)
+            key = sample_key(r)
             if key in seen or not r.get("video_path"):
                 continue
             seen.add(key)
@@ -73,7 +73,7 @@ def fit_standardizers(model: torch.nn.Module, records: list[dict], cache: Featur
         if std is None:
             continue
         rows = []
-        for key in sorted({record_key(r) for r in records}):  # fixed order: same float sums on resume
+        for key in sorted({sample_key(r) for r in records}):  # fixed order: same float sums on resume
             try:
                 feats = cache.get(key)
             except KeyError:
@@ -93,7 +93,7 @@ def prealign(model: torch.nn.Module, tokenizer: Any, records: list[dict], cache:
     for r in records:
         turns = [t for t in r["conversations"] if t.get("from") in ("gpt", "assistant")]
         try:
-            video = cache.get(record_key(r)).get("video")
+            video = cache.get(sample_key(r)).get("video")
         except KeyError:
             continue
         if video is not None and turns:

@@ -18,6 +18,8 @@ from ski_lvlm.data.feature_cache import FeatureCache
 from ski_lvlm.data.skeleton import write_ntu_skeleton
 from ski_lvlm.data.video import write_video
 
+pytestmark = pytest.mark.slow  # every test encodes a rendered world's videos
+
 REPO = Path(__file__).resolve().parents[2]
 
 

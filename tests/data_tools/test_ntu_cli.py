@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from data_tools.ntu import main, zsl_main
 from ski_lvlm.data.ntu import read_manifest
@@ -22,6 +23,7 @@ def _skeletons(folder):
     (folder / "README.txt").write_text("not a skeleton")
 
 
+@pytest.mark.slow
 def test_ntu_cli_converts_and_skips_missing(tmp_path, capsys):
     sk = tmp_path / "nturgb+d_skeletons"
     _skeletons(sk)

@@ -60,6 +60,7 @@ def test_scan_cli_bad_manifest(tmp_path, capsys):
     assert "expected the header" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(mp.get_start_method(allow_none=False) != "fork", reason="monkeypatch reaches workers via fork")
 def test_scan_survives_stuck_and_crashing_workers(tmp_path, monkeypatch):
     real = S.scan_video

@@ -13,7 +13,7 @@ from demo.app import DemoLogic, _text, build_demo, default_samples, free_port, l
 from tests.tiny_lvlm import make_run, make_videos  # noqa: E402
 
 
-pytestmark = pytest.mark.usefixtures("one_thread")
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_thread")]  # Gradio app around an exported run
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ from demo.caption import main
 from tests.tiny_lvlm import make_run, make_videos
 
 
-pytestmark = pytest.mark.usefixtures("one_thread")
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_thread")]  # exports a run, then captions
 
 
 @pytest.fixture(scope="module")

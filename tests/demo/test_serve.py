@@ -68,6 +68,7 @@ def post(client, body, **kw):
     return client.post("/v1/chat/completions", json=body, **kw)
 
 
+@pytest.mark.slow
 def test_happy_path_path_file_url_and_data_url(server, world):
     client, _ = server
     cap, video = world["cap"], world["videos"][0]
@@ -120,6 +121,7 @@ def test_streaming_sends_openai_chunks_that_join_to_the_answer(server, world):
     assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_video"
 
 
+@pytest.mark.slow
 def test_concurrent_requests_are_batched(world):
     """6 concurrent greedy requests, max_batch 4: 2 generate calls (4 + 2), answers as when served alone.
 
@@ -291,6 +293,7 @@ def test_cli_help_and_bad_arguments(capsys, tmp_path):
     assert "--max-batch must be >= 1" in err and "--queue must be >= 1" in err
 
 
+@pytest.mark.slow
 def test_cli_builds_a_serving_app(world, monkeypatch):
     from demo.serve import build_parser, make_server
 

@@ -110,6 +110,7 @@ def test_eval_set_detection(world, tmp_path):
     assert info["format"] == "qa_json" and [it.kind for it in items] == ["qa", "qa", "qa", "mc"]
 
 
+@pytest.mark.slow
 def test_resume_and_metrics(world, model_dir, tmp_path, monkeypatch):
     out = tmp_path / "run"
     # 1. interrupted after two generate calls (= 4 items, batch size 2)

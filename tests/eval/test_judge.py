@@ -54,6 +54,7 @@ def _write_predictions(path: Path) -> None:
             f.write(json.dumps(rec) + "\n")
 
 
+@pytest.mark.slow
 def test_judge_cli_end_to_end_with_retries_failures_and_cache(tmp_path, capsys) -> None:
     preds = tmp_path / "preds.jsonl"
     _write_predictions(preds)

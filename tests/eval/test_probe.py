@@ -24,6 +24,7 @@ def _argv(toy, out, *extra):
             "--out", str(out), "--no-progress", *extra]
 
 
+@pytest.mark.slow
 def test_probe_recipe_writes_probe_json(toy, tmp_path, capsys):
     out = tmp_path / "probe"
     assert probe.main(_argv(toy, out)) == 0

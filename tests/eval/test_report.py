@@ -96,6 +96,7 @@ def _images_exist(run: Path, md: str, html: str) -> list[str]:
     return paths
 
 
+@pytest.mark.slow
 def test_full_run_folder(tmp_path, capsys):
     run = tmp_path / "run"
     world = run / "world"
@@ -190,6 +191,7 @@ def test_reporting_blocks(tmp_path):
         save_frame_strip(np.zeros((3, 20, 30)), tmp_path / "bad.png")
 
 
+@pytest.mark.slow
 def test_probe_runs_inside_eval_all(tmp_path):
     """eval all probes each LVLM run's own video pathway; runs with the same tower share one fit."""
     import shutil

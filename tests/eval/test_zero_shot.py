@@ -36,6 +36,7 @@ def test_metrics_on_known_scores():
     assert m["confusion"] == [[1, 0, 0], [0, 1, 0], [0, 1, 1]]
 
 
+@pytest.mark.slow
 def test_video_models_run_without_any_skeleton_file(setup, tmp_path):
     root, world = setup
     bare = tmp_path / "bare"
@@ -55,6 +56,7 @@ def test_video_models_run_without_any_skeleton_file(setup, tmp_path):
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.slow
 def test_side_by_side_with_skeleton_model_and_multi_view(setup, tmp_path):
     root, world = setup
     out = tmp_path / "zs"
@@ -68,6 +70,7 @@ def test_side_by_side_with_skeleton_model_and_multi_view(setup, tmp_path):
     assert "SkeletonCLIP (skeleton -> text)" in (out / "results.md").read_text()
 
 
+@pytest.mark.slow
 def test_models_with_a_hf_text_tower_reload_it_from_their_folder(setup, tmp_path):
     from tests.tiny_text import make_tiny_bert
 

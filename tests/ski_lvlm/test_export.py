@@ -6,11 +6,11 @@ import shutil
 import pytest
 import torch
 
-from ski_lvlm.export import (CorruptExportError, ExportCheckError, ExportError, export_run, load_exported,
-                             load_training_model, probe_logits)
+from ski_lvlm.export import CorruptExportError, ExportCheckError, ExportError, export_run, probe_logits
+from ski_lvlm.models.lvlm import load
 from tests.tiny_lvlm import make_run
 
-pytestmark = pytest.mark.usefixtures("one_thread")
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_thread")]  # every test trains or exports a run
 
 
 @pytest.fixture(scope="module")
@@ -20,7 +20,7 @@ def run(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def reference(run):
-    model, proc = load_training_model(run / "final")
+    model, proc = load(run / "final", merge_adapter=False)  # as it trained: LoRA unmerged
     return probe_logits(model, proc, (0, 1, 7))
 
 
@@ -43,7 +43,7 @@ def test_lora_export_reloads_to_identical_logits(run, reference, tmp_path):
     # the run folder may disappear: the export still loads (fresh probes, seed 7 was not used by the check)
     moved = tmp_path / "moved"
     shutil.move(str(out), moved)
-    model, proc = load_exported(moved)
+    model, proc = load(moved)
     assert _close(reference, probe_logits(model, proc, (0, 1, 7)))
     # and the adapter is plain PEFT format
     from peft import PeftConfig
@@ -78,7 +78,7 @@ def test_bf16_exports_store_bf16_and_pass_the_check(run, tmp_path):
         f = out / ("adapter_model.safetensors" if not merge else sorted(out.glob("model*.safetensors"))[0].name)
         with safe_open(str(f), "pt") as h:
             assert {h.get_tensor(k).dtype for k in h.keys()} == {torch.bfloat16}
-        model, _ = load_exported(out, dtype="bf16")
+        model, _ = load(out, dtype="bf16")
         assert next(model.language_model.parameters()).dtype == torch.bfloat16
 
 
@@ -89,18 +89,18 @@ def test_corrupted_export_names_the_file(run, tmp_path):
     shutil.copytree(out, broken)
     (broken / "adapter_model.safetensors").unlink()
     with pytest.raises(CorruptExportError, match=r"adapter_model\.safetensors: missing"):
-        load_exported(broken)
+        load(broken)
     truncated = tmp_path / "truncated"
     shutil.copytree(out, truncated)
     f = truncated / "mm_modules.safetensors"
     f.write_bytes(f.read_bytes()[: f.stat().st_size // 2])
     with pytest.raises(CorruptExportError, match=r"mm_modules\.safetensors: truncated"):
-        load_exported(truncated)
+        load(truncated)
     shard = truncated / "base_llm" / "model.safetensors"
     f.write_bytes((out / "mm_modules.safetensors").read_bytes())  # repair, then break the copied backbone
     shard.write_bytes(shard.read_bytes()[:100])
     with pytest.raises(CorruptExportError, match=r"base_llm/model\.safetensors"):
-        load_exported(truncated)
+        load(truncated)
 
 
 def test_failed_check_or_interruption_leaves_nothing(run, tmp_path):
@@ -135,25 +135,41 @@ def test_model_card_lists_latest_eval_numbers(run, tmp_path):
 
 def test_run_without_adapter_exports_full_model(tmp_path):
     run = make_run(tmp_path / "run", lora=False, seed=1)
-    ref_model, proc = load_training_model(run / "final")
+    ref_model, proc = load(run / "final", merge_adapter=False)
     res = export_run(run, tmp_path / "e", log=lambda m: None)
     assert res.layout == "merged"
-    model, proc2 = load_exported(tmp_path / "e")
+    model, proc2 = load(tmp_path / "e")
     assert _close(probe_logits(ref_model, proc), probe_logits(model, proc2))
 
 
-def test_every_loader_agrees_on_run_and_export_folders(run, reference, tmp_path):
-    """load_lvlm and load_exported must give the same model for a run's final/ and for an export,
-    merged or not: a loader that silently drops or re-initialises the LoRA changes the logits."""
-    from ski_lvlm.training.lvlm_checkpoint import load_lvlm
-
+def test_the_loader_gives_identical_logits_for_all_three_layouts(run, reference, tmp_path):
+    """A run's final/ (full weights + adapter/), the same folder without full weights (a QLoRA /
+    save_full=false run) and an adapter export of it: one trained model, so the same logits, merged or not.
+    A layout whose LoRA were silently dropped or re-initialised would change them."""
     out = tmp_path / "export"
     export_run(run, out, log=lambda m: None)
-    adapter_only = tmp_path / "adapter_only"  # a QLoRA / save_full=false run: no full weights
+    adapter_only = tmp_path / "adapter_only"
     shutil.copytree(run / "final", adapter_only)
-    (adapter_only / "model.safetensors").unlink(missing_ok=True)
+    (adapter_only / "model.safetensors").unlink()
     for folder in (run / "final", adapter_only, out):
-        for loader in (load_lvlm, load_exported):
-            for merge in (True, False):
-                model, proc = loader(folder, merge_adapter=merge)
-                assert _close(reference, probe_logits(model, proc, (0, 1, 7))), (folder, loader.__name__, merge)
+        for merge in (True, False):
+            model, proc = load(folder, merge_adapter=merge)
+            assert _close(reference, probe_logits(model, proc, (0, 1, 7))), (folder, merge)
+
+
+def test_the_loader_names_a_folder_of_no_known_layout(run, tmp_path):
+    junk = tmp_path / "junk"
+    junk.mkdir()
+    (junk / "notes.txt").write_text("not a model\n")
+    with pytest.raises(FileNotFoundError) as e:
+        load(junk)
+    msg = str(e.value)
+    assert str(junk) in msg and "not a SKI-LVLM model folder" in msg
+    assert "final/" in msg and "mm_modules.safetensors" in msg and "export_info.json" in msg  # what it expected
+    config_only = tmp_path / "config_only"  # config.json but neither full weights nor mm_modules.safetensors
+    config_only.mkdir()
+    shutil.copy2(run / "final" / "config.json", config_only / "config.json")
+    with pytest.raises(FileNotFoundError, match=r"config_only: not a SKI-LVLM model folder; expected one of"):
+        load(config_only)
+    with pytest.raises(FileNotFoundError, match=r"not a SKI-LVLM model folder \(a run folder\? its model is"):
+        load(run)

@@ -45,10 +45,23 @@ def test_batched_captions_match_single_and_are_deterministic(setup):
     assert not torch.equal(cap.features(videos[0]), cap.features(videos[1]))
 
 
-def test_sampling_is_seeded(setup):
+def test_sampling_is_seeded_and_follows_the_temperature(setup):
     cap, videos, _ = setup
-    a = cap.caption(videos[:1], max_new_tokens=8, temperature=1.0, seed=3)
-    assert a == cap.caption(videos[:1], max_new_tokens=8, temperature=1.0, seed=3)
+
+    def sample(temperature: float, seed: int) -> list[str]:
+        return cap.caption(videos[:2], max_new_tokens=8, temperature=temperature, top_p=1.0, seed=seed)
+
+    a = sample(1.0, seed=3)
+    assert a == sample(1.0, seed=3)  # same seed, same text
+    # a temperature near 0 samples the argmax: the greedy text, whatever the seed
+    greedy = cap.caption(videos[:2], max_new_tokens=8)
+    assert sample(1e-4, seed=3) == sample(1e-4, seed=4) == greedy
+    # the same seed draws other tokens at another temperature (equal if the temperature were ignored). The
+    # tiny random model's next-token distribution is nearly flat, so 0.3 and above sample as 1.0 does; 0.1
+    # sharpens it enough to change the draws while still differing from greedy
+    low = sample(0.1, seed=3)
+    assert low != a and low != greedy
+    assert sample(1.0, seed=4) != a  # and the seed matters
 
 
 def test_stream_yields_chunks_that_join_to_the_greedy_answer(setup):

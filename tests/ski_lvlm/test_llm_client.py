@@ -106,6 +106,7 @@ def test_api_key_from_env_is_sent_but_never_logged(monkeypatch, caplog) -> None:
         assert "authorization" not in srv.requests[0]["_headers"]
 
 
+@pytest.mark.slow
 def test_concurrent_use_from_threads() -> None:
     counter = itertools.count()
 

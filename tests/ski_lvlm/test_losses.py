@@ -1,3 +1,5 @@
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -39,15 +41,55 @@ def test_alpha_zero_and_missing_skeleton_drop_terms():
     assert set(SKIVLMLoss(alpha=10.0)(_out(requires_grad=False), y)) == {"video_text", "distill"}
 
 
+def _unit_texts(rows: list[list[float]]) -> torch.Tensor:
+    """[4, 8] unit vectors: dims 0-3 as given, dim 7 takes up the rest of the norm.
+
+    With ``emb = e_0..e_3`` the logit ``[i, j]`` is ``scale * text[j, i]``, so one entry of ``rows`` moves
+    exactly one logit and nothing else.
+    """
+    t = torch.zeros(4, 8, dtype=torch.float64)
+    t[:, :4] = torch.tensor(rows, dtype=torch.float64)
+    t[:, 7] = (1 - (t[:, :4] ** 2).sum(1)).sqrt()
+    return t
+
+
+def _hand_masked_info_nce(logits: list[list[float]], same: list[list[bool]]) -> float:
+    """Symmetric InfoNCE written out: a pair with the same caption is left out of both softmax sums."""
+    n = len(logits)
+
+    def direction(at) -> float:
+        return sum(-at(i, i) + math.log(sum(math.exp(at(i, j)) for j in range(n) if i == j or not same[i][j]))
+                   for i in range(n)) / n
+
+    return (direction(lambda i, j: logits[i][j]) + direction(lambda i, j: logits[j][i])) / 2
+
+
 def test_caption_contrastive_masks_duplicate_captions():
-    emb = torch.randn(4, 8)
-    text = emb.clone()
-    loss_fn = CaptionContrastiveLoss()
+    emb = torch.eye(4, 8, dtype=torch.float64)
+    rows = [[0.5, 0.4, -0.1, 0.2], [0.3, 0.6, 0.1, -0.2], [0.2, -0.3, 0.7, 0.1], [-0.1, 0.2, 0.3, 0.8]]
     scale = torch.tensor(10.0)
-    plain = loss_fn(emb, text, scale)["caption"]
-    same = torch.tensor([[1, 1, 0, 0], [1, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]], dtype=torch.bool)
-    masked = loss_fn(emb, text, scale, same=same)["caption"]
-    assert masked <= plain + 1e-6 and torch.isfinite(masked)
+    same = [[True, True, False, False], [True, True, False, False], [False, False, True, False],
+            [False, False, False, True]]  # clips 0 and 1 have the same caption
+    loss_fn = CaptionContrastiveLoss()
+
+    def loss(rows, mask=True) -> torch.Tensor:
+        return loss_fn(emb, _unit_texts(rows), scale, same=torch.tensor(same) if mask else None)["caption"]
+
+    logits = [[10.0 * rows[j][i] for j in range(4)] for i in range(4)]  # [i, j] = scale * text[j, i]
+    hand = torch.tensor(_hand_masked_info_nce(logits, same), dtype=torch.float64)
+    torch.testing.assert_close(loss(rows).double(), hand, rtol=1e-5, atol=1e-5)
+    plain = _hand_masked_info_nce(logits, [[False] * 4 for _ in range(4)])
+    torch.testing.assert_close(loss(rows, mask=False).double(), torch.tensor(plain, dtype=torch.float64),
+                               rtol=1e-5, atol=1e-5)
+    assert abs(loss(rows).item() - plain) > 0.05  # the mask matters for this batch
+    # moving a masked logit ([0, 1]: clip 0 vs clip 1's identical caption) leaves the loss unchanged ...
+    masked_moved = [r[:] for r in rows]
+    masked_moved[1][0] = -0.5
+    torch.testing.assert_close(loss(masked_moved), loss(rows))
+    # ... while moving an unmasked one ([0, 2]) by the same amount changes it
+    unmasked_moved = [r[:] for r in rows]
+    unmasked_moved[2][0] = -0.5 + rows[2][0] - rows[1][0]
+    assert abs(loss(unmasked_moved).item() - loss(rows).item()) > 1e-3
 
 
 def test_feature_distillation_is_the_squared_distance_of_unit_embeddings():

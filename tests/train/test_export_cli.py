@@ -8,7 +8,7 @@ from tests.tiny_lvlm import make_run
 from train.export import main
 
 
-pytestmark = pytest.mark.usefixtures("one_thread")
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_thread")]  # trains a run, then exports it
 
 
 @pytest.fixture(scope="module")

@@ -44,7 +44,7 @@ def make_world(root: Path, n: int = 8, missing_skeleton: tuple[int, ...] = (), m
     return root / "instructions_train.json"
 
 
-pytestmark = pytest.mark.usefixtures("one_thread")
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_thread")]  # every test trains or exports a run
 
 
 @pytest.fixture(scope="module")
@@ -96,17 +96,17 @@ def test_align_then_instruct_lora_with_skeleton_injection(tmp_path, world):
 
     # inference from video alone, with the frozen tower inside the model (no skeleton, no cache)
     from ski_lvlm.data.video import read_frames
-    from ski_lvlm.training.lvlm_checkpoint import load_lvlm
+    from ski_lvlm.models.lvlm import load
 
-    model, proc = load_lvlm(inst / "final")
+    model, proc = load(inst / "final")
     frames = torch.from_numpy(read_frames(world.parent / "videos" / "S001C001P001R001A001.mp4", 4)).permute(0, 3, 1, 2)
     inputs = proc("Describe the video.")
     out = model.generate(**inputs, pixel_values_videos=frames[None], max_new_tokens=4, do_sample=False)
     assert out.shape[1] > inputs["input_ids"].shape[1]
     # the adapter-only path (base reference + adapter + mm_modules) gives the same logits as the merged weights
-    merged, _ = load_lvlm(inst / "final")
+    merged, _ = load(inst / "final")
     (inst / "final" / "model.safetensors").rename(inst / "final" / "model.safetensors.off")
-    via_adapter, _ = load_lvlm(inst / "final")
+    via_adapter, _ = load(inst / "final")
     ids = torch.tensor([proc.build_prompt("Describe the video.")])
     feats = merged.encode_video(frames[None])
     with torch.no_grad():
@@ -173,9 +173,9 @@ def test_checkpointing_workers_and_zero3_match_the_plain_run(tmp_path, world):
     assert losses(tmp_path / "ckpt") == pytest.approx(ref, rel=1e-6)
     # ZeRO-3 steps flat fp32 partitions with its own clipping: same trajectory up to float rounding
     assert losses(tmp_path / "z3") == pytest.approx(ref, rel=1e-3)
-    from ski_lvlm.training.lvlm_checkpoint import load_lvlm
+    from ski_lvlm.models.lvlm import load
 
-    load_lvlm(tmp_path / "z3" / "final")  # ZeRO-3 shards were gathered before saving
+    load(tmp_path / "z3" / "final")  # ZeRO-3 shards were gathered before saving
 
 
 def test_qlora_on_cpu_saves_adapter_and_loads(tmp_path, world):
@@ -186,9 +186,9 @@ def test_qlora_on_cpu_saves_adapter_and_loads(tmp_path, world):
     assert not (final / "model.safetensors").exists() and (final / "adapter" / "adapter_model.safetensors").is_file()
     cfg = json.loads((final / "config.json").read_text())
     assert Path(cfg["llm_name_or_path"]) == (run / "base_llm").resolve()
-    from ski_lvlm.training.lvlm_checkpoint import load_lvlm
+    from ski_lvlm.models.lvlm import load
 
-    model, proc = load_lvlm(final)  # fp32 base + merged adapter + projectors
+    model, proc = load(final)  # fp32 base + merged adapter + projectors
     inputs = proc("Describe the video.")
     feats = torch.zeros(1, proc.num_video_tokens, model.config.video_feature_dim)
     assert model.generate(**inputs, video_features=feats, max_new_tokens=2, do_sample=False).shape[1] >= \
@@ -232,9 +232,9 @@ def test_tiny_model_overfits_8_samples_and_generates_their_captions(tmp_path):
                  *FAST]) == 0
     assert losses(run)[150] < 0.05
     from ski_lvlm.data.video import read_frames
-    from ski_lvlm.training.lvlm_checkpoint import load_lvlm
+    from ski_lvlm.models.lvlm import load
 
-    model, proc = load_lvlm(run / "final")
+    model, proc = load(run / "final")
     videos = sorted((world.parent / "videos").glob("*.mp4"))
     frames = torch.stack([torch.from_numpy(read_frames(v, 4)).permute(0, 3, 1, 2) for v in videos])
     inputs = proc(["Describe the video."] * len(videos))
@@ -248,11 +248,11 @@ def test_standardising_projector_fits_on_the_training_features_and_travels_with_
                  "model.projector_type=std_linear", "model.skeleton_projector_type=std_mlp2x_gelu",
                  "train.deepspeed=null", "train.max_steps=2", "data.p_inject=1", *FAST]) == 0
     from ski_lvlm.data.feature_cache import FeatureCache
-    from ski_lvlm.training.lvlm_checkpoint import load_lvlm
+    from ski_lvlm.models.lvlm import load
 
     cache = FeatureCache(run / "features")
     video = torch.cat([cache.get(k)["video"].float() for k in cache.ids()])  # [8 * n_v, d_v]
-    model, _ = load_lvlm(run / "final")
+    model, _ = load(run / "final")
     std = model.video_projector[0]
     torch.testing.assert_close(std.mean, video.mean(0), rtol=1e-4, atol=1e-4)
     torch.testing.assert_close(std.std, video.std(0).clamp_min(1e-4), rtol=1e-4, atol=1e-4)
@@ -268,9 +268,9 @@ def test_summary_tokens_and_prealign_train_reload_and_generate(tmp_path, world, 
                  "model.projector_type=std_linear", "model.video_summary_tokens=2", "train.prealign_steps=5",
                  "train.deepspeed=null", "train.max_steps=2", *FAST]) == 0
     assert "prealign: video projector fitted to 8 answers in 5 steps" in capsys.readouterr().out
-    from ski_lvlm.training.lvlm_checkpoint import load_lvlm
+    from ski_lvlm.models.lvlm import load
 
-    model, proc = load_lvlm(run / "final")
+    model, proc = load(run / "final")
     assert model.config.video_summary_tokens == 2 and proc.num_video_tokens == 4 + 16 + 2  # frames + patches + 2
     inputs = proc("Describe the video.")
     frames = torch.randint(0, 256, (1, 4, 3, 64, 64), dtype=torch.uint8)
@@ -280,15 +280,15 @@ def test_summary_tokens_and_prealign_train_reload_and_generate(tmp_path, world, 
 
 @pytest.mark.parametrize("mode", ["full", "lora"])
 def test_tower_trainable_trains_the_tower_and_saves_plain_weights(tmp_path, world, capsys, mode):
-    from ski_lvlm.training.lvlm_checkpoint import load_lvlm
+    from ski_lvlm.models.lvlm import load
 
     common = [f"data.train_json={world}", "train.deepspeed=null", "train.max_steps=2", "train.lr=1e-2", *FAST]
     assert main(["--config", "train/configs/lvlm/instruct_tiny.yaml", f"train.output_dir={tmp_path / 'frozen'}", *common]) == 0
     assert main(["--config", "train/configs/lvlm/instruct_tiny.yaml", f"train.output_dir={tmp_path / mode}",
                  f"model.tower_trainable={mode}", *common]) == 0
     assert f"trainable parameters ({mode})" in capsys.readouterr().out
-    frozen, _ = load_lvlm(tmp_path / "frozen" / "final")
-    trained, proc = load_lvlm(tmp_path / mode / "final")
+    frozen, _ = load(tmp_path / "frozen" / "final")
+    trained, proc = load(tmp_path / mode / "final")
     before, after = frozen.video_tower.state_dict(), trained.video_tower.state_dict()
     assert before.keys() == after.keys()  # LoRA merged away: the saved tower loads like any other
     changed = [k for k in before if not torch.equal(before[k], after[k])]

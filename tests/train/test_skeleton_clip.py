@@ -28,6 +28,7 @@ def _losses(out):
     return [r for r in map(json.loads, (out / "metrics.jsonl").read_text().splitlines()) if "loss" in r]
 
 
+@pytest.mark.slow
 def test_smoke_run_writes_model_and_zero_shot_results(world, tmp_path):
     out = tmp_path / "run"
     assert main(_args(world, out, "train.max_steps=3", "loss.caption_weight=0.5")) == 0
@@ -58,6 +59,7 @@ def test_hf_text_encoder_run_trains_only_the_projection_of_a_frozen_body(world, 
     assert all(torch.equal(v, after[f"text.text.transformer.{k}"]) for k, v in body.items())
 
 
+@pytest.mark.slow
 def test_frozen_text_tower_is_unchanged_and_encoder_trains(world, tmp_path):
     from ski_lvlm.training.checkpoint import latest_checkpoint
     from safetensors.torch import load_file
@@ -92,6 +94,7 @@ def test_bad_input_fails_before_training(world, tmp_path, problem, capsys):
     assert not (tmp_path / "run" / "metrics.jsonl").exists()
 
 
+@pytest.mark.slow
 def test_sigterm_then_resume_matches_uninterrupted_losses(world, tmp_path, monkeypatch):
     common = ("train.epochs=2", "train.batch_size=2", "train.grad_accum=2", "train.save_every=0",
               "data.val_csv=null", "data.novel_csv=null", "data.novel_classes_csv=null")

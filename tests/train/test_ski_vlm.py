@@ -13,6 +13,8 @@ from train.ski_vlm import main
 
 from tests.toy_world import BASE, NOVEL, make_world  # noqa: F401
 
+pytestmark = pytest.mark.slow  # every test trains a tiny SKI-VLM run
+
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):

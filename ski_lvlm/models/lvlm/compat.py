@@ -7,15 +7,12 @@
   ``video_projector`` / ``skeleton_projector`` strictly (every shape must match; a clear error names the
   key, the file and both shapes) and reports what it ignored (object projector, token embeddings: this
   toolkit uses no start/end tokens, its placeholders are overwritten by the features).
-* Instruction JSON: LLAVIDAL / SKI records (``"video": "<id>.pkl"``, ``"pose": ...``, text with
-  ``<video>``, ``<pose>`` / ``<human_pose>``, ``<object>``) and Video-ChatGPT ``{"video_id", "q", "a"}``
-  are read by :func:`read_instruction_records` into LLaVA records; the processor maps the pose
-  placeholders to ``<skeleton>`` and drops ``<object>``.
+
+Their instruction JSON is read by :func:`ski_lvlm.data.instructions.read_instruction_records`.
 """
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 from typing import Any
@@ -23,7 +20,7 @@ from typing import Any
 import torch
 from torch import nn
 
-__all__ = ["load_mm_projector", "save_mm_projector", "read_instruction_records", "MM_PROJECTOR_KEYS"]
+__all__ = ["load_mm_projector", "save_mm_projector", "MM_PROJECTOR_KEYS"]
 
 # their module name -> our attribute
 MM_PROJECTOR_KEYS = {"mm_projector": "video_projector", "mm_projector_forpose": "skeleton_projector"}
@@ -104,52 +101,3 @@ def save_mm_projector(model: nn.Module, path: str | Path) -> None:
     buf = io.BytesIO()
     torch.save(state, buf)
     atomic_write_bytes(path, buf.getvalue())
-
-
-def read_instruction_records(path: str | Path) -> list[dict]:
-    """Read LLaVA / LLAVIDAL / SKI / Video-ChatGPT instruction JSON as LLaVA records with absolute paths.
-
-    Each record gets ``id``, ``conversations`` and ``video_path`` / ``skeleton_path`` (absolute, resolved
-    against the JSON's folder; ``None`` when absent). LLAVIDAL's ``pose`` key counts as the skeleton.
-    Video-ChatGPT items become one single-turn record each (``video`` = ``<video_id>.mp4``).
-    """
-    import os
-
-    path = Path(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path}:{e.lineno}: invalid JSON ({e.msg})") from None
-    try:
-        from ski_lvlm.data.instructions import detect_format, to_llava
-    except ImportError:  # pragma: no cover - the data helper's module is optional here
-        detect_format = to_llava = None
-    if to_llava is not None:
-        try:
-            records = to_llava(data, fmt=detect_format(data), source=str(path))
-        except ValueError as e:
-            raise ValueError(str(e)) from None
-    elif isinstance(data, list) and data and isinstance(data[0], dict) and "conversations" in data[0]:
-        records = data
-    elif isinstance(data, list) and data and isinstance(data[0], dict) and {"q", "a"} <= set(data[0]):
-        records = [{"id": str(d.get("video_id")), "video": f"{d.get('video_id')}.mp4",
-                    "conversations": [{"from": "human", "value": d["q"]}, {"from": "gpt", "value": d["a"]}]}
-                   for d in data]
-    else:
-        raise ValueError(f"{path}: unrecognised instruction format (expected LLaVA records with 'conversations' or "
-                         "Video-ChatGPT {video_id, q, a} items)")
-    root = path.resolve().parent
-    out = []
-    for i, rec in enumerate(records):
-        if not isinstance(rec, dict) or "conversations" not in rec:
-            raise ValueError(f"{path}: record {i} has no 'conversations'")
-
-        def resolve(v):
-            if not v:
-                return None
-            return os.path.normpath(v if os.path.isabs(v) else root / v)
-
-        skeleton = rec.get("skeleton") or rec.get("pose")
-        out.append({**rec, "id": str(rec.get("id", i)), "video_path": resolve(rec.get("video")),
-                    "skeleton_path": resolve(skeleton)})
-    return out

@@ -10,11 +10,12 @@ import pytest
 import torch
 
 from ski_lvlm.data.feature_cache import (BadItemError, FeatureCache, FeatureCacheWriter, FeatureItem, StaleCacheError,
-                                         VideoFeatureEncoder, cache_identity, extract_features, identity_diff,
-                                         load_skeleton_encoder, load_video_encoder, state_dict_sha256)
+                                         cache_identity, extract_features, identity_diff)
 from ski_lvlm.data.skeleton import read_ntu_skeleton, write_ntu_skeleton
 from ski_lvlm.data.video import read_frames, write_video
 from ski_lvlm.models.clip_towers import frame_features
+from ski_lvlm.models.encoders import (VideoFeatureEncoder, load_skeleton_encoder, load_video_encoder,
+                                     state_dict_sha256)
 from ski_lvlm.models.pooling import spatio_temporal_pool
 
 IDENT = {"video": {"kind": "test", "weights_sha256": "abc", "frames": 4}, "skeleton": None, "dtype": "float16"}
@@ -142,6 +143,7 @@ def test_video_features_match_video_chatgpt_recipe(clips, tiny_video):
         VideoFeatureEncoder(enc.visual, {}, frames=9, max_frames=8)
 
 
+@pytest.mark.slow
 def test_extract_resume_after_interruption(clips, tiny_video, tmp_path, monkeypatch):
     _, items = clips
     skel = load_skeleton_encoder("random:tiny", num_frames=40)
@@ -193,6 +195,7 @@ def test_extract_bad_videos(clips, tiny_video, tmp_path):
         extract_features(items[:1] * 2, tmp_path / "d", tiny_video, progress=False)
 
 
+@pytest.mark.slow
 def test_encoders_from_trained_checkpoints(tmp_path, clips):
     from ski_lvlm.models.ski_vlm import build_skeleton_clip, build_ski_vlm, build_video_clip, save_model
 

@@ -13,9 +13,9 @@ pytest.importorskip("datasets")
 from ski_lvlm.data.instruction_sets import (PretokenizedProcessor, load_instruction_set,  # noqa: E402
                                             mix_sets, read_training_records, to_records, tokenize_set,
                                             tokenizer_fingerprint)
+from ski_lvlm.data.instructions import read_instruction_records  # noqa: E402
 from ski_lvlm.data.lvlm_dataset import LengthGroupedBatches, LvlmDataset  # noqa: E402
 from ski_lvlm.models.lvlm import SkiLvlmProcessor  # noqa: E402
-from ski_lvlm.models.lvlm.compat import read_instruction_records  # noqa: E402
 from ski_lvlm.models.lvlm.presets import train_tokenizer  # noqa: E402
 
 N_V, D_V, N_S, D_S = 5, 8, 3, 4
@@ -87,6 +87,7 @@ class CountingProcessor(SkiLvlmProcessor):
 
 @pytest.mark.parametrize("fmt, suffix", [("llava", ".json"), ("llava", ".jsonl"), ("llava", ".parquet"),
                                          ("videochatgpt", ".json"), ("llavidal", ".json")])
+@pytest.mark.slow
 def test_same_samples_labels_and_order_as_todays_reader(proc, tmp_path, fmt, suffix):
     records = {"llava": llava, "videochatgpt": videochatgpt, "llavidal": llavidal}[fmt](12)
     (tmp_path / "ref").mkdir()
@@ -160,6 +161,7 @@ def test_streaming_yields_the_same_first_samples(proc, tmp_path, suffix):
     assert toks == ref
 
 
+@pytest.mark.slow
 def test_a_mixture_draws_each_set_at_its_ratio(tmp_path):
     a = load_instruction_set(write(tmp_path / "a.jsonl", llava(400, "a")))
     b = load_instruction_set(write(tmp_path / "b.json", videochatgpt(400)))

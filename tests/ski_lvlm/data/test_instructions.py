@@ -11,8 +11,8 @@ import pytest
 
 from ski_lvlm.data.instructions import (InstructionFormatError, TemplateSample, detect_format, from_llavidal,
                                         from_ski_qa, from_videochatgpt, make_record, parse_qa_answer, qa_pairs,
-                                        strip_placeholders, template_qa, to_llava, to_llavidal, to_ski_qa,
-                                        to_videochatgpt, validate_llava, write_qa_with_llm)
+                                        read_instruction_records, strip_placeholders, template_qa, to_llava,
+                                        to_llavidal, to_ski_qa, to_videochatgpt, validate_llava, write_qa_with_llm)
 
 VCG = [
     {"video_id": "v_abc", "q": "What is the man doing?", "a": "He is drinking water."},
@@ -190,3 +190,27 @@ def test_write_qa_with_llm_unreachable_endpoint():
     client = ChatClient(f"http://127.0.0.1:{port}/v1", "stub", api_key_env=None, timeout=2, max_retries=0)
     items, failures = write_qa_with_llm([TemplateSample("a", ["wave"])], client, attempts=2)
     assert items == [] and failures[0]["error"].startswith("request failed")
+
+
+def test_read_llavidal_and_video_chatgpt_json(tmp_path):
+    from ski_lvlm.models.lvlm import SkiLvlmProcessor
+    from ski_lvlm.models.lvlm.presets import train_tokenizer
+
+    llavidal = [{"id": "v1", "video": "v1.pkl", "object": "v1_object.pkl", "pose": "poses/v1_pose.pkl",
+                 "conversations": [{"from": "human", "value": "What happens?\n<video><object><human_pose>"},
+                                   {"from": "gpt", "value": "A person drinks."}]}]
+    (tmp_path / "llavidal.json").write_text(json.dumps(llavidal))
+    recs = read_instruction_records(tmp_path / "llavidal.json")
+    assert recs[0]["skeleton_path"] == str(tmp_path / "poses" / "v1_pose.pkl")
+    assert recs[0]["video_path"] == str(tmp_path / "v1.pkl")
+    proc = SkiLvlmProcessor(train_tokenizer(), num_video_tokens=2, num_skeleton_tokens=3)
+    msgs = proc.prepare_messages(recs[0]["conversations"], use_skeleton=True)
+    assert msgs[0]["content"] == "What happens?\n" + "<video>" * 2 + "<skeleton>" * 3
+    vcg = [{"video_id": "v_abc", "q": "What is shown?", "a": "A dog."}]
+    (tmp_path / "vcg.json").write_text(json.dumps(vcg))
+    recs = read_instruction_records(tmp_path / "vcg.json")
+    assert recs[0]["video_path"] == str(tmp_path / "v_abc.mp4") and recs[0]["skeleton_path"] is None
+    assert proc.build_example(recs[0]["conversations"]).num_trained > 0
+    (tmp_path / "broken.json").write_text("[{]")
+    with pytest.raises(ValueError, match="broken.json:1"):
+        read_instruction_records(tmp_path / "broken.json")

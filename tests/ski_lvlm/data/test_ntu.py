@@ -119,6 +119,7 @@ def _make_set(folder, names, t_len=8):
 NAMES = [f"S001C00{c}P00{p}R001A00{a}" for c in (1, 2) for p in (1, 3) for a in (1, 2, 7)]
 
 
+@pytest.mark.slow
 def test_convert_resumes_after_kill(tmp_path):
     skel = tmp_path / "sk"
     skel.mkdir()

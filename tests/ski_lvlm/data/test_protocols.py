@@ -68,6 +68,7 @@ def _read(path):
         return list(csv.reader(f))
 
 
+@pytest.mark.slow
 def test_generated_world_writes_them_and_the_cli_rewrites_the_same(tmp_path):
     from data_tools.protocols import main
 

@@ -215,6 +215,7 @@ def _child_read(path, q):
         q.put(repr(e))
 
 
+@pytest.mark.slow
 @pytest.mark.skipif("fork" not in __import__("multiprocessing").get_all_start_methods(), reason="needs fork")
 def test_read_frames_in_forked_worker(files):
     # the parent's decode threads do not exist in a forked child (DataLoader workers): it must get its own

@@ -40,6 +40,7 @@ def coco_reference(tokenised):
     return _coco_scores(*tokenised)
 
 
+@pytest.mark.slow
 def test_corpus_has_the_edge_cases(corpus600, tokenised) -> None:
     cands, refs = corpus600
     ct, rt = tokenised
@@ -53,6 +54,7 @@ def test_corpus_has_the_edge_cases(corpus600, tokenised) -> None:
     assert any(c[0][:1].isupper() for c in cands.values())
 
 
+@pytest.mark.slow
 def test_bleu_rouge_cider_match_pycocoevalcap_on_pretokenised_input(tokenised, coco_reference) -> None:
     ct, rt = tokenised
     keys = list(ct)
@@ -74,6 +76,7 @@ def test_bleu_rouge_cider_match_pycocoevalcap_on_pretokenised_input(tokenised, c
     assert cider > 0.3
 
 
+@pytest.mark.slow
 def test_full_tokenised_path_matches_pycocoevalcap_with_java_tokenizer(corpus600) -> None:
     """Raw captions through our tokenizer == raw captions through coco's Java PTBTokenizer + coco scorers."""
     if shutil.which("java") is None:

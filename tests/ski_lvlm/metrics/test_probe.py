@@ -74,8 +74,10 @@ def _check(enc, toy, dim):
     return x
 
 
+@pytest.mark.slow
 def test_tower_and_cache_encoders_agree(toy, tmp_path):
-    from ski_lvlm.data.feature_cache import FeatureItem, extract_features, load_video_encoder
+    from ski_lvlm.data.feature_cache import FeatureItem, extract_features
+    from ski_lvlm.models.encoders import load_video_encoder
 
     enc = load_probe_encoder("clip:ski-tiny-ViT", num_frames=4)  # 4 temporal + 16 spatial tokens of 64
     x = _check(enc, toy, (4 + 16) * 64)
@@ -90,6 +92,7 @@ def test_tower_and_cache_encoders_agree(toy, tmp_path):
     assert np.abs(xc - x).max() < 0.05  # the cache resizes uint8 frames, the tower float frames
 
 
+@pytest.mark.slow
 def test_embedding_and_lvlm_encoders(toy, tmp_path):
     from ski_lvlm.models.ski_vlm import build_video_clip, save_model
     from tests.tiny_lvlm import make_run

@@ -43,6 +43,7 @@ def test_corpus_helper_keeps_ids_and_order() -> None:
     assert out == {"a": ["hello world", "it 's"], 7: ["x"]}
 
 
+@pytest.mark.slow
 @needs_java
 def test_matches_java_ptbtokenizer_on_generated_corpus(corpus600) -> None:
     from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer
@@ -57,6 +58,7 @@ def test_matches_java_ptbtokenizer_on_generated_corpus(corpus600) -> None:
     assert mismatches == [], f"{len(mismatches)} of {n} differ, e.g. {mismatches[:3]}"
 
 
+@pytest.mark.slow
 @needs_java
 def test_java_wrapper_matches_pycocoevalcap() -> None:
     from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer

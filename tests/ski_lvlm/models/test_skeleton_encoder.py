@@ -10,6 +10,7 @@ def test_presets_listed():
     assert {"tiny", "small", "base"} <= set(list_skeleton_encoders())
 
 
+@pytest.mark.slow
 def test_base_golden_shapes():
     """The paper setting: 300 padded frames -> 75 steps of 216 channels, 512-d embedding."""
     enc = create_skeleton_encoder("base").eval()

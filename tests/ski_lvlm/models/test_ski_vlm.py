@@ -105,6 +105,7 @@ def test_vifi_baseline_has_no_skeleton_branch(tokens):
         model.encode_skeleton(_inputs()[1])
 
 
+@pytest.mark.slow
 def test_save_load_roundtrip_and_branch_extraction(tmp_path, tokens):
     model = build_ski_vlm(build_video_clip(text_pool="mean"), build_skeleton_clip(encoder="tiny")).eval()
     save_model(model, tmp_path / "m")
@@ -169,8 +170,9 @@ def test_default_text_encoder_is_clip_and_old_folders_load_as_clip(tmp_path, tok
     torch.testing.assert_close(again.class_embeddings(tokens, 2), model.class_embeddings(tokens, 2))
 
 
+@pytest.mark.slow
 def test_hf_text_ski_vlm_round_trip_and_feature_paths(tmp_path, bert):
-    from ski_lvlm.data.feature_cache import load_video_encoder
+    from ski_lvlm.models.encoders import load_video_encoder
     from ski_lvlm.models.lvlm.modeling import VideoTower
 
     teacher = build_skeleton_clip(encoder="tiny", text_encoder=bert, text_unlocked_layers=1)

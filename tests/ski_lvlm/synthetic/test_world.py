@@ -29,6 +29,8 @@ from ski_lvlm.synthetic.world import (
 )
 from ski_lvlm.data.video import probe_video, read_frames
 
+pytestmark = pytest.mark.slow  # every test renders a synthetic world
+
 TINY = ["wave left hand", "wave right hand", "sit down", "stand up"]
 ANNOTATIONS = ["classes.csv", "zsl_base_classes.csv", "zsl_novel_classes.csv", "train.csv", "test.csv",
                "zsl_base_train.csv", "zsl_base_val.csv", "zsl_novel_test.csv", "captions.json", "qa.json",

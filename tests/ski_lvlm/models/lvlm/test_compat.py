@@ -1,11 +1,9 @@
-"""LLAVIDAL / Video-ChatGPT compatibility: mm_projector.bin in both directions, their instruction JSON."""
-
-import json
+"""LLAVIDAL / Video-ChatGPT compatibility: mm_projector.bin in both directions."""
 
 import pytest
 import torch
 
-from ski_lvlm.models.lvlm.compat import load_mm_projector, read_instruction_records, save_mm_projector
+from ski_lvlm.models.lvlm.compat import load_mm_projector, save_mm_projector
 
 from .conftest import D_S, D_V, make_tiny
 
@@ -62,27 +60,3 @@ def test_shape_mismatch_and_non_weights_files_are_clear_errors(tmp_path):
     torch.save({"model.embed_tokens.weight": torch.zeros(2)}, tmp_path / "none.bin")
     with pytest.raises(ValueError, match="no 'mm_projector"):
         load_mm_projector(model, tmp_path / "none.bin")
-
-
-def test_read_llavidal_and_video_chatgpt_json(tmp_path):
-    from ski_lvlm.models.lvlm import SkiLvlmProcessor
-    from ski_lvlm.models.lvlm.presets import train_tokenizer
-
-    llavidal = [{"id": "v1", "video": "v1.pkl", "object": "v1_object.pkl", "pose": "poses/v1_pose.pkl",
-                 "conversations": [{"from": "human", "value": "What happens?\n<video><object><human_pose>"},
-                                   {"from": "gpt", "value": "A person drinks."}]}]
-    (tmp_path / "llavidal.json").write_text(json.dumps(llavidal))
-    recs = read_instruction_records(tmp_path / "llavidal.json")
-    assert recs[0]["skeleton_path"] == str(tmp_path / "poses" / "v1_pose.pkl")
-    assert recs[0]["video_path"] == str(tmp_path / "v1.pkl")
-    proc = SkiLvlmProcessor(train_tokenizer(), num_video_tokens=2, num_skeleton_tokens=3)
-    msgs = proc.prepare_messages(recs[0]["conversations"], use_skeleton=True)
-    assert msgs[0]["content"] == "What happens?\n" + "<video>" * 2 + "<skeleton>" * 3
-    vcg = [{"video_id": "v_abc", "q": "What is shown?", "a": "A dog."}]
-    (tmp_path / "vcg.json").write_text(json.dumps(vcg))
-    recs = read_instruction_records(tmp_path / "vcg.json")
-    assert recs[0]["video_path"] == str(tmp_path / "v_abc.mp4") and recs[0]["skeleton_path"] is None
-    assert proc.build_example(recs[0]["conversations"]).num_trained > 0
-    (tmp_path / "broken.json").write_text("[{]")
-    with pytest.raises(ValueError, match="broken.json:1"):
-        read_instruction_records(tmp_path / "broken.json")

@@ -74,6 +74,7 @@ def make(llm):
     return model.eval(), proc
 
 
+@pytest.mark.slow
 def test_registry_name_gives_chatml_resized_tied_backbone(smol_name, tmp_path):
     model, proc = make(smol_name)
     folder = tmp_path / "home" / "models" / "smollm2-135m"
@@ -96,11 +97,13 @@ def test_registry_name_gives_chatml_resized_tied_backbone(smol_name, tmp_path):
     assert torch.equal(again.get_input_embeddings().weight, emb)
 
 
+@pytest.mark.slow
 def test_lora_trains_only_adapters_and_reloads_exactly(smol_name, tmp_path):
     from peft import LoraConfig, get_peft_model
     from safetensors import safe_open
 
-    from ski_lvlm.training.lvlm_checkpoint import load_lvlm, save_final
+    from ski_lvlm.models.lvlm import load
+    from ski_lvlm.training.lvlm_checkpoint import save_final
 
     model, proc = make(smol_name)
     model.requires_grad_(False)
@@ -122,7 +125,7 @@ def test_lora_trains_only_adapters_and_reloads_exactly(smol_name, tmp_path):
     with safe_open(str(tmp_path / "final" / "adapter" / "adapter_model.safetensors"), "pt") as f:
         assert all("lora_" in k for k in f.keys())  # no embedding matrix: the placeholder rows are rebuilt
     for merge in (False, True):
-        again, _ = load_lvlm(tmp_path / "final", merge_adapter=merge)
+        again, _ = load(tmp_path / "final", merge_adapter=merge)
         with torch.no_grad():
             got = again(input_ids=ids, video_features=feats).logits
         torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
@@ -130,8 +133,9 @@ def test_lora_trains_only_adapters_and_reloads_exactly(smol_name, tmp_path):
     assert lm.lm_head.weight is lm.model.embed_tokens.weight
 
 
+@pytest.mark.slow
 def test_train_lvlm_export_and_caption_with_a_registry_name(smol_name, tmp_path):
-    from ski_lvlm.export import load_exported
+    from ski_lvlm.models.lvlm import load
     from tests.train.test_lvlm import FAST, make_world
     from train.export import main as export_main
     from train.lvlm import main as train_main
@@ -144,7 +148,7 @@ def test_train_lvlm_export_and_caption_with_a_registry_name(smol_name, tmp_path)
     assert cfg["llm_name_or_path"] == str((tmp_path / "home" / "models" / "smollm2-135m").resolve())
     assert not (run / "base_llm").exists() and not (run / "final" / "model.safetensors").exists()
     assert export_main(["--run", str(run), "--out", str(tmp_path / "export")]) == 0  # includes the reload check
-    model, proc = load_exported(tmp_path / "export")
+    model, proc = load(tmp_path / "export")
     inputs = proc("Describe the video.")
     out = model.generate(**inputs, video_features=torch.randn(1, model.config.num_video_feature_tokens,
                                                               model.config.video_feature_dim),
@@ -236,7 +240,7 @@ def test_smollm2_label_spans_are_exact(smollm2):
 @pytest.mark.slow
 @needs_smollm2
 def test_train_lvlm_smoke_on_smollm2(smollm2, tmp_path):
-    from ski_lvlm.training.lvlm_checkpoint import load_lvlm
+    from ski_lvlm.models.lvlm import load
     from tests.train.test_lvlm import FAST, make_world
     from train.lvlm import main
 
@@ -248,7 +252,7 @@ def test_train_lvlm_smoke_on_smollm2(smollm2, tmp_path):
     assert len(log) == 2 and all(0 < r["loss"] < 20 for r in log)
     assert json.loads((run / "final" / "config.json").read_text())["llm_name_or_path"] == str(Path(smollm2).resolve())
     assert (run / "final" / "adapter" / "adapter_model.safetensors").stat().st_size < 40e6  # LoRA only
-    model, proc = load_lvlm(run / "final")
+    model, proc = load(run / "final")
     lm = model.language_model
     assert lm.lm_head.weight is lm.model.embed_tokens.weight and lm.config.vocab_size == len(proc.tokenizer)
     inputs = proc("Describe the video.")
