@@ -23,7 +23,7 @@ GOLDEN = Path(__file__).resolve().parent.parent / "golden"
 REGENERATE = os.environ.get("SKI_GOLDEN_REGENERATE") == "1"
 RTOL = 1e-4  # CPU runs are deterministic; this allows BLAS/library rounding, not a changed recipe
 
-pytestmark = pytest.mark.usefixtures("one_thread")
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_thread")]  # three recipe runs, about 35 s
 
 
 def _jsonl_losses(path: Path, key: str = "loss") -> list[float]:
