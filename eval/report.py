@@ -10,7 +10,7 @@ Run-folder convention (what the quickstart writes; every part is optional)::
                                 world/Charades_v1_test.csv + world/videos + world/qa.json)
     RUN/<name>/model/           a SkeletonCLIP / ViFi-CLIP / SKI-VLM model folder (model_config.json),
                                 e.g. RUN/skeleton_clip, RUN/ski_vlm; <name> labels it; metrics.jsonl = its log
-    RUN/<name>/final/           a SKI-LVLM run (ski-lvlm train lvlm out=RUN/<name>): train_log.jsonl,
+    RUN/<name>/final/           a SKI-LVLM run (ski-lvlm train lvlm train.output_dir=RUN/<name>): train_log.jsonl,
                                 final/run_info.json (p_inject says whether skeletons were injected)
     RUN/zero_shot/              written here: ski-lvlm eval zero-shot on the novel classes
                                 (results.json, results.md, confusion_<name>.png)

@@ -48,7 +48,7 @@ ski-lvlm data charades --csv "$WORLD/Charades_v1_test.csv" --classes "$WORLD/Cha
   --videos "$WORLD/videos" --out "$OUT/charades" --overwrite
 
 stage "7. SKI-LVLM instruct: SmolLM2-135M + LoRA, projectors trained, skeleton tokens injected with p=0.5"
-ski-lvlm train lvlm --config train/configs/lvlm/instruct_smol.yaml out="$OUT/lvlm_instruct" \
+ski-lvlm train lvlm --config train/configs/lvlm/instruct_smol.yaml train.output_dir="$OUT/lvlm_instruct" \
   data.train_json="$WORLD/instructions_train.json" \
   model.video_encoder="ski_vlm:$OUT/lvlm_tower/model" model.skeleton_encoder="skeleton_clip:$OUT/skeleton_clip/model"
 

@@ -154,7 +154,7 @@ if [ "$LVLM" = 1 ]; then
       --config train/configs/skeleton_clip/tiny_cpu.yaml data.root="$WORLD" train.output_dir="$OUT/xsub/seed$s/skeleton_clip_clip" train.seed="$s"
     for pi in 0 0.5; do
       say "lvlm seed $s: p_inject=$pi"
-      [ -d "$run/p$pi/final" ] || ski-lvlm train lvlm --config train/configs/lvlm/instruct_smol.yaml out="$run/p$pi" \
+      [ -d "$run/p$pi/final" ] || ski-lvlm train lvlm --config train/configs/lvlm/instruct_smol.yaml train.output_dir="$run/p$pi" \
         data.train_json="$WORLD/instructions_train.json" data.p_inject="$pi" train.seed="$s" \
         model.video_encoder="ski_vlm:$run/tower/model" \
         model.skeleton_encoder="skeleton_clip:$OUT/xsub/seed$s/skeleton_clip_clip/model" "${LVLM_OVR[@]}"

@@ -18,7 +18,7 @@
 #   instruct   LoRA r=64 alpha=128 on all linear layers, projectors trained (lr 2e-5), LoRA lr 2e-4, 3 epochs,
 #              p_inject 0.5, ZeRO-2, bf16, gradient checkpointing, 8 GPUs x batch 4 = 32  (instruct_7b_vicuna.yaml)
 #   example    scripts/train_lvlm.sh --gpus 8 --config train/configs/lvlm/instruct_7b_vicuna.yaml \
-#                  out=runs/lvlm7b_instruct data.train_json=DATA/instructions_train.json data.feature_cache=FEATS \
+#                  train.output_dir=runs/lvlm7b_instruct data.train_json=DATA/instructions_train.json data.feature_cache=FEATS \
 #                  model.init_from=runs/lvlm7b_align/final model.llm=/models/vicuna-7b-v1.1
 #   memory     ZeRO-2 LoRA 7B bf16 fits 40-80 GB cards at batch 4 with gradient checkpointing; on smaller cards use
 #              train.deepspeed=train/configs/deepspeed/zero3.json (or zero3_offload.json), or QLoRA on one card:

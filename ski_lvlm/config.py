@@ -7,14 +7,21 @@ its dotted key path, so a user fixes a config in one round trip instead of one e
 
 A dataclass opts into semantic checks by defining ``validate(self) -> list[str]``; each returned
 message starts with the field name (``"lr: must be > 0"``) and is prefixed with the parent path here.
+
+A root dataclass renames a key without breaking old configs and commands by listing it in ``RENAMED``
+(old dotted key -> new dotted key, or -> ``(new key, convert)`` when the old value needs translating):
+the old key still works and warns once, naming the new one (see :func:`apply_renames`).
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import difflib
 import types
 import typing
+import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal, TypeVar, Union
 
@@ -24,7 +31,7 @@ from ski_lvlm.utils.errors import SkiLvlmError
 
 T = TypeVar("T")
 
-__all__ = ["ConfigError", "load_config", "from_dict", "to_dict", "save_config", "parse_overrides"]
+__all__ = ["ConfigError", "load_config", "from_dict", "to_dict", "save_config", "parse_overrides", "apply_renames"]
 
 
 class ConfigError(SkiLvlmError, ValueError):
@@ -98,13 +105,60 @@ def _read_yaml(path: str | Path) -> dict:
 def load_config(cls: type[T], path: str | Path | None = None, overrides: list[str] | None = None) -> T:
     """Build ``cls`` from an optional YAML file and ``key.sub=value`` overrides; raise one ConfigError."""
     data = _read_yaml(path) if path else {}
+    renamed = getattr(cls, "RENAMED", None)
+    problems: list[str] = []
+    if renamed:  # per source, so an old name on the command line still overrides the new one in the YAML
+        data = apply_renames(data, renamed, problems)
     if overrides:
-        data = _deep_merge(data, parse_overrides(overrides))
+        update = parse_overrides(overrides)
+        data = _deep_merge(data, apply_renames(update, renamed, problems) if renamed else update)
+    if problems:
+        raise ConfigError(problems, str(path) if path else None)
     return from_dict(cls, data, source=str(path) if path else None)
+
+
+def apply_renames(data: dict, renamed: dict[str, str | tuple[str, Callable[[Any], Any]]],
+                  problems: list[str]) -> dict:
+    """Move deprecated keys of ``data`` to their new dotted paths, warning once per old name.
+
+    Renames live next to the config they belong to (a recipe's root dataclass ``RENAMED``), so old YAML
+    files and old ``key=value`` commands keep working while every saved config uses the new names.
+    Giving both the old and the new key is a problem (which one was meant is unknowable).
+    """
+    data = copy.deepcopy(data)  # the caller's dict stays as it was
+    for old, spec in renamed.items():
+        new, convert = (spec, None) if isinstance(spec, str) else spec
+        *old_parents, old_leaf = old.split(".")
+        node = data
+        for part in old_parents:
+            node = node.get(part) if isinstance(node, dict) else None
+        if not isinstance(node, dict) or old_leaf not in node:
+            continue
+        value = node.pop(old_leaf)
+        *new_parents, new_leaf = new.split(".")
+        target = data
+        for part in new_parents:
+            if not isinstance(target.get(part), dict):
+                target[part] = {} if target.get(part) is None else target[part]
+            target = target[part]
+        if not isinstance(target, dict):
+            problems.append(f"{old}: renamed to {new}, but {'.'.join(new_parents)} is not a section")
+        elif new_leaf in target:
+            problems.append(f"{old}: renamed to {new}; give only {new} (both were given)")
+        else:
+            target[new_leaf] = convert(value) if convert is not None else value
+            warnings.warn(f"config key {old!r} is deprecated: use {new!r} (the old name still works for now)",
+                          FutureWarning, stacklevel=3)
+    return data
 
 
 def from_dict(cls: type[T], data: dict, source: str | None = None) -> T:
     problems: list[str] = []
+    renamed = getattr(cls, "RENAMED", None)
+    if renamed:
+        data = apply_renames(data or {}, renamed, problems)
+        if problems:
+            raise ConfigError(problems, source)
     obj = _build(cls, data, "", problems)
     if not problems:
         _validate_tree(obj, "", problems)

@@ -76,7 +76,7 @@ def resolve_final(run: str | Path) -> Path:
     if not run.exists():
         raise ExportError(f"{run}: no such folder")
     raise ExportError(f"{run}: not a SKI-LVLM run (no final/config.json); did training finish? "
-                      "(`ski-lvlm train lvlm ... out=RUN` writes RUN/final)")
+                      "(`ski-lvlm train lvlm ... train.output_dir=RUN` writes RUN/final)")
 
 
 def base_reference(config_ref: str | None, run_dir: Path | None) -> tuple[str | None, bool]:

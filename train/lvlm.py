@@ -1,10 +1,11 @@
 """Phase 3 recipe: SKI-LVLM projector alignment and (LoRA) instruction tuning, optionally under DeepSpeed.
 
-    ski-lvlm train lvlm --config train/configs/lvlm/align_tiny.yaml out=runs/lvlm_align \\
+    ski-lvlm train lvlm --config train/configs/lvlm/align_tiny.yaml train.output_dir=runs/lvlm_align \\
         data.train_json=WORLD/instructions_train.json
-    ski-lvlm train lvlm --config train/configs/lvlm/instruct_tiny.yaml out=runs/lvlm_instruct \\
+    ski-lvlm train lvlm --config train/configs/lvlm/instruct_tiny.yaml train.output_dir=runs/lvlm_instruct \\
         data.train_json=WORLD/instructions_train.json model.init_from=runs/lvlm_align/final data.p_inject=0.5
-    deepspeed --num_gpus 8 --module train.lvlm --config train/configs/lvlm/instruct_7b_vicuna.yaml out=... (scripts/train_lvlm.sh)
+    deepspeed --num_gpus 8 --module train.lvlm --config train/configs/lvlm/instruct_7b_vicuna.yaml \\
+        train.output_dir=...   (scripts/train_lvlm.sh)
 
 Stages:
 * ``align``: the LLM is frozen; only the video (and skeleton) projectors train.
@@ -20,6 +21,11 @@ features (``data.feature_cache`` or computed once into ``OUT/features`` with the
 tower) -> dataset (every sample validated up front) -> loop -> ``OUT/final``. Logs: stdout, a tqdm
 bar, ``OUT/train_log.jsonl`` and TensorBoard ``OUT/tb``. Checkpoints ``OUT/checkpoints`` resume the
 trainable weights, optimizer, RNG and data position (``resume=true``, the default, continues a run).
+SIGTERM/SIGINT: the current step finishes, a checkpoint is saved and the run exits with code 143 (as in
+phases 1/2); ``train.stop_after_steps`` stops the same way but exits 0. Rerun the same command to resume.
+
+Setting names are those of phases 1/2 (``train.output_dir``, ``train.clip_grad``, ``train.keep_checkpoints``);
+the old ones (``out``, ``train.grad_clip``, ``train.keep_last``) still work and warn.
 """
 
 from __future__ import annotations
@@ -31,12 +37,40 @@ import math
 import os
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
+
+import torch
+from torch.utils.data import DataLoader
+from torch.utils.tensorboard import SummaryWriter
+from tqdm import tqdm
 
 from ski_lvlm.config import load_config, save_config
+from ski_lvlm.data.feature_cache import FeatureCache
+from ski_lvlm.data.instruction_sets import PretokenizedProcessor, read_training_records, tokenize_set
+from ski_lvlm.data.keys import sample_key
+from ski_lvlm.data.lvlm_dataset import FrameSource, LengthGroupedBatches, LvlmDataset, lvlm_collate, lvlm_pack_collate
+from ski_lvlm.models.encoders import VideoFeatureEncoder, load_skeleton_encoder, load_video_encoder
+from ski_lvlm.models.lvlm import load
+from ski_lvlm.models.lvlm.compat import load_mm_projector
+from ski_lvlm.models.lvlm.presets import create_lvlm
+from ski_lvlm.models.lvlm.processing import IGNORE_INDEX, LabelError
+from ski_lvlm.training.checkpoint import EXIT_INTERRUPTED, GracefulStop
+from ski_lvlm.training.distributed import (barrier, destroy, gathered_parameters, global_token_mean, init_deepspeed,
+                                           init_distributed, load_deepspeed_config, world_info)
+from ski_lvlm.training.lvlm_checkpoint import (TrainState, latest_resume_checkpoint, load_resume_checkpoint,
+                                               save_final, save_resume_checkpoint)
+from ski_lvlm.training.lvlm_features import check_feature_cache, compute_features, fit_standardizers, prealign
+from ski_lvlm.training.lvlm_setup import (attach_lora, cast_frozen_to_bf16, enable_gradient_checkpointing,
+                                          enable_packing, param_groups, quantize_llm)
+from ski_lvlm.training.schedule import warmup_cosine
+from ski_lvlm.training.stepper import Stepper
 from ski_lvlm.utils.errors import UserError, cli_entry
+from ski_lvlm.utils.io import atomic_write_json
+from ski_lvlm.utils.runtime import autocast, pick_device, seed_everything
 
 REPO = Path(__file__).resolve().parent.parent
 # batch keys the model takes (packed batches add position_ids and the sample boundaries)
@@ -178,6 +212,8 @@ class DataConfig:
 
 @dataclass
 class TrainConfig:
+    output_dir: str = ""
+    """Run folder (config.yaml, train_log.jsonl, tb/, features/, checkpoints/, final/)."""
     stage: Literal["align", "instruct"] = "align"
     """align: projectors only (LLM frozen); instruct: projectors + llm_adapter."""
     llm_adapter: Literal["lora", "qlora", "none", "full"] = "none"
@@ -202,8 +238,8 @@ class TrainConfig:
     """Linear warmup share of the steps."""
     min_lr_ratio: float = 0.0
     """Cosine floor as a fraction of lr."""
-    grad_clip: float = 1.0
-    """Gradient-norm clip (0 = off)."""
+    clip_grad: float | None = 1.0
+    """Gradient-norm clip; None = off."""
     prealign_steps: int = 0
     """Before the loop, fit the video projector so each training video's mean token lands on the mean word
     embedding of its first answer (InfoNCE + MSE, no LLM pass; ski_lvlm.training.prealign). 0 = off.
@@ -226,7 +262,7 @@ class TrainConfig:
     """Optimizer steps between log lines."""
     save_every: int = 0
     """Optimizer steps between resume checkpoints (0 = only at the end / on stop)."""
-    keep_last: int = 2
+    keep_checkpoints: int = 2
     """Resume checkpoints to keep."""
     save_full: Literal["auto", "true", "false"] = "auto"
     """Write full merged weights to OUT/final (auto: yes, except QLoRA). 7B LoRA runs may say false."""
@@ -235,13 +271,17 @@ class TrainConfig:
         out = []
         if self.stage == "align" and self.llm_adapter != "none":
             out.append(f"llm_adapter: the align stage trains projectors only; use none (got {self.llm_adapter})")
-        for name in ("epochs", "batch_size", "grad_accum", "log_every", "keep_last"):
+        if not self.output_dir:
+            out.append("output_dir: required (the run folder)")
+        for name in ("epochs", "batch_size", "grad_accum", "log_every", "keep_checkpoints"):
             if getattr(self, name) < 1:
                 out.append(f"{name}: must be >= 1")
         if self.max_steps is not None and self.max_steps < 1:
             out.append("max_steps: must be >= 1")
         if self.lr <= 0 or (self.projector_lr is not None and self.projector_lr <= 0):
             out.append("lr: must be > 0")
+        if self.clip_grad is not None and self.clip_grad <= 0:
+            out.append("clip_grad: must be > 0 (or null for no clipping)")
         if not 0 <= self.warmup_ratio < 1:
             out.append("warmup_ratio: must be in [0, 1)")
         if self.deepspeed and not _find_file(self.deepspeed):
@@ -251,8 +291,11 @@ class TrainConfig:
 
 @dataclass
 class LvlmRecipeConfig:
-    out: str = ""
-    """Run folder (config.yaml, train_log.jsonl, tb/, features/, checkpoints/, final/)."""
+    RENAMED: ClassVar[dict] = {  # the names of phases 1/2 (issue 14); the old ones warn
+        "out": "train.output_dir",
+        "train.grad_clip": ("train.clip_grad", lambda v: v or None),  # 0 meant off
+        "train.keep_last": "train.keep_checkpoints",
+    }
     resume: bool = True
     """Continue from OUT/checkpoints/latest when it exists."""
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -261,7 +304,7 @@ class LvlmRecipeConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
 
     def validate(self) -> list[str]:
-        out = [] if self.out else ["out: required (the run folder)"]
+        out = []
         if self.data.p_inject > 0 and not self.model.skeleton_encoder:
             out.append("data.p_inject: skeleton injection needs model.skeleton_encoder (or set data.p_inject=0)")
         if self.train.llm_adapter == "qlora" and self.train.deepspeed and "zero3" in Path(self.train.deepspeed).name:
@@ -284,309 +327,217 @@ class LvlmRecipe:
 
     def __init__(self, cfg: LvlmRecipeConfig, argv: list[str]):
         self.cfg, self.argv = cfg, argv
-        self.out = Path(cfg.out)
+        self.out = Path(cfg.train.output_dir)
+        self.is_main = True  # until setup() knows the rank
         self.engine = None
         self.tb = None
+        self.last_loss: float | None = None
 
     # ------------------------------------------------------------------ setup
     def setup(self) -> None:
-        import torch
-
-        from ski_lvlm.data.instruction_sets import read_training_records
-        from ski_lvlm.training.distributed import world_info
-        from ski_lvlm.utils.runtime import pick_device, seed_everything
-
         cfg = self.cfg
         self.rank, self.local_rank, self.world = world_info()
         self.is_main = self.rank == 0
-        device = pick_device(cfg.train.device)
-        if device.type == "cuda" and self.world > 1:
-            device = torch.device("cuda", self.local_rank)
-            torch.cuda.set_device(device)
-        self.device = device
-        self.precision = cfg.train.precision if cfg.train.precision != "auto" else (
-            "bf16" if device.type == "cuda" else "fp32")
-        if self.world > 1:
-            if not cfg.train.deepspeed:
-                raise UserError(f"{self.world} processes: multi-GPU runs go through DeepSpeed (set train.deepspeed="
-                                "train/configs/deepspeed/zero2.json)")
-            from ski_lvlm.training.distributed import init_distributed
-
-            init_distributed(device)
+        self.device, self.precision = self._init_device()
         seed_everything(cfg.train.seed)
         if self.is_main:
             self.out.mkdir(parents=True, exist_ok=True)
             save_config(cfg, self.out / "config.yaml",
                         header="ski-lvlm train lvlm --config " + str(self.out / "config.yaml"))
+        self.records, instruction_rows = self._read_records()
+        self.skel_encoder, skel_shape = self._skeleton_encoder()
+        if cfg.model.init_from:
+            self.model, self.processor, self.video_encoder, llm_changed = self._load_init_from(skel_shape)
+        else:
+            self.model, self.processor, self.video_encoder, llm_changed = self._create_model(skel_shape)
+        if cfg.model.mm_projector:
+            self._load_mm_projector()
+        self._reference_base_llm(llm_changed)
+        features = self._prepare_features()
+        self.dataset = self._build_dataset(instruction_rows, features)
+        self.batches = LengthGroupedBatches(self.dataset.lengths, cfg.train.batch_size, seed=cfg.train.seed,
+                                            group_by_length=cfg.data.group_by_length, rank=self.rank,
+                                            world_size=self.world, drop_last=self.world > 1)
+        if len(self.batches) == 0:
+            raise UserError(f"{len(self.dataset)} samples < one global batch ({cfg.train.batch_size} x {self.world} "
+                            "ranks)")
+        self.total_steps = cfg.train.max_steps or cfg.train.epochs * math.ceil(len(self.batches) / cfg.train.grad_accum)
+        self._set_trainable()
+        self.stepper = self._build_stepper()
+
+    def _init_device(self) -> tuple[torch.device, str]:
+        """The device and precision of this process (joining the process group of a multi-GPU run)."""
+        t = self.cfg.train
+        device = pick_device(t.device)
+        if device.type == "cuda" and self.world > 1:
+            device = torch.device("cuda", self.local_rank)
+            torch.cuda.set_device(device)
+        precision = t.precision if t.precision != "auto" else ("bf16" if device.type == "cuda" else "fp32")
+        if self.world > 1:
+            if not t.deepspeed:
+                raise UserError(f"{self.world} processes: multi-GPU runs go through DeepSpeed (set train.deepspeed="
+                                "train/configs/deepspeed/zero2.json)")
+            init_distributed(device)
+        return device, precision
+
+    def _read_records(self) -> tuple[list[dict], object]:
+        """The training records (one dict per sample) and their instruction rows (an HF dataset)."""
+        d = self.cfg.data
         try:
-            records, self.instruction_rows = read_training_records(
-                [cfg.data.train_json, *cfg.data.mix_with], cfg.data.interleave_probs, seed=cfg.train.seed,
-                stopping_strategy=cfg.data.mix_strategy, num_proc=cfg.data.num_proc)
+            records, rows = read_training_records([d.train_json, *d.mix_with], d.interleave_probs,
+                                                  seed=self.cfg.train.seed, stopping_strategy=d.mix_strategy,
+                                                  num_proc=d.num_proc)
         except (ValueError, FileNotFoundError) as e:
             raise UserError(str(e)) from None
-        if cfg.data.max_samples:
-            records = records[: cfg.data.max_samples]
-            self.instruction_rows = self.instruction_rows.select(range(len(records)))
-        self.records = records
-        self.skel_encoder = self._skeleton_encoder()
-        self._build_model()
-        self._prepare_features()
-        self._build_data()
-        self._configure_training()
+        if d.max_samples:
+            records = records[: d.max_samples]
+            rows = rows.select(range(len(records)))
+        return records, rows
 
-    def _skeleton_encoder(self):
-        cfg = self.cfg
-        if not cfg.model.skeleton_encoder:
-            return None
-        from ski_lvlm.models.encoders import load_skeleton_encoder
-
+    def _skeleton_encoder(self) -> tuple[object | None, tuple[int, int] | None]:
+        """The frozen skeleton encoder and the shape of its features, [tokens, dim] (None, None: no skeletons)."""
+        spec = self.cfg.model.skeleton_encoder
+        if not spec:
+            return None, None
         try:
-            enc = load_skeleton_encoder(cfg.model.skeleton_encoder, num_frames=cfg.model.skeleton_frames,
-                                        device=self.device)
+            enc = load_skeleton_encoder(spec, num_frames=self.cfg.model.skeleton_frames, device=self.device)
         except (ValueError, FileNotFoundError) as e:
             raise UserError(f"model.skeleton_encoder: {e}") from None
-        import torch
-
         m = int(getattr(enc.encoder, "num_persons", 2))
         probe = enc.encode([torch.zeros(3, enc.num_frames, 25, m)])[0]  # [T', d_s]
-        self.skel_tokens, self.skel_dim = int(probe.shape[0]), int(probe.shape[1])
-        return enc
+        return enc, (int(probe.shape[0]), int(probe.shape[1]))
 
-    def _build_model(self) -> None:
-        from ski_lvlm.models.encoders import load_video_encoder
-        from ski_lvlm.models.lvlm import load
-        from ski_lvlm.models.lvlm.presets import create_lvlm
+    def _load_init_from(self, skel_shape: tuple[int, int] | None):
+        """An earlier stage's final/ folder; its own frozen tower computes this run's features.
 
-        cfg, m = self.cfg, self.cfg.model
-        if m.init_from:
-            model, processor = load(m.init_from)
-            if model.video_tower is None:
-                raise UserError(f"model.init_from={m.init_from}: the model has no video tower to compute features")
-            from ski_lvlm.models.encoders import VideoFeatureEncoder
+        Returns (model, processor, video feature encoder, whether its LLM differs from the named base)."""
+        path = self.cfg.model.init_from
+        model, processor = load(path)
+        if model.video_tower is None:
+            raise UserError(f"model.init_from={path}: the model has no video tower to compute features")
+        vc = model.config
+        video_encoder = VideoFeatureEncoder(
+            model.video_tower.visual, {k: v for k, v in vc.video_encoder.items() if k != "layer"},
+            frames=vc.num_frames, max_frames=vc.max_frames, sampling=vc.frame_sampling,
+            layer=model.video_tower.layer, device=self.device)
+        if skel_shape is not None and (vc.num_skeleton_tokens, vc.skeleton_feature_dim) != skel_shape:
+            raise UserError(f"model.skeleton_encoder gives [{skel_shape[0]}, {skel_shape[1]}] features but "
+                            f"{path} expects [{vc.num_skeleton_tokens}, {vc.skeleton_feature_dim}]")
+        info = Path(path) / "run_info.json"
+        prev = json.loads(info.read_text()) if info.is_file() else {}
+        llm_changed = prev.get("llm_adapter", "none") != "none" or not vc.llm_name_or_path
+        return model, processor, video_encoder, llm_changed
 
-            vc = model.config
-            self.video_encoder = VideoFeatureEncoder(
-                model.video_tower.visual, {k: v for k, v in vc.video_encoder.items() if k != "layer"},
-                frames=vc.num_frames, max_frames=vc.max_frames, sampling=vc.frame_sampling,
-                layer=model.video_tower.layer, device=self.device)
-            if self.skel_encoder is not None and (vc.skeleton_feature_dim, vc.num_skeleton_tokens) != (
-                    self.skel_dim, self.skel_tokens):
-                raise UserError(f"model.skeleton_encoder gives [{self.skel_tokens}, {self.skel_dim}] features but "
-                                f"{m.init_from} expects [{vc.num_skeleton_tokens}, {vc.skeleton_feature_dim}]")
-            prev = {}
-            if (Path(m.init_from) / "run_info.json").is_file():
-                prev = json.loads((Path(m.init_from) / "run_info.json").read_text())
-            self.llm_changed = prev.get("llm_adapter", "none") != "none" or not model.config.llm_name_or_path
-        else:
-            try:
-                enc = load_video_encoder(m.video_encoder, frames=m.num_frames, max_frames=m.max_frames,
-                                         sampling=m.frame_sampling, layer=m.video_layer, device=self.device)
-            except (ValueError, FileNotFoundError) as e:
-                raise UserError(f"model.video_encoder: {e}") from None
-            self.video_encoder = enc
-            # The model records the encoder exactly as the feature cache identifies it, so a cache made by
-            # `ski-lvlm data features` with the same settings is accepted by this run and by later stages.
-            spec = {**enc.config, "layer": enc.layer}
-            corpus = [t["value"] if "value" in t else t.get("content", "") for r in self.records
-                      for t in r["conversations"]]
-            try:
-                model, processor = create_lvlm(
-                    m.llm, tokenizer=m.tokenizer, corpus=corpus, chat_template=m.chat_template,
-                    skeleton_feature_dim=getattr(self, "skel_dim", 216),
-                    num_skeleton_tokens=getattr(self, "skel_tokens", 75), projector_type=m.projector_type,
-                    skeleton_projector_type=m.skeleton_projector_type, video_summary_tokens=m.video_summary_tokens,
-                    video_encoder={k: v for k, v in spec.items() if k not in ("pretrained", "seed")},
-                    num_frames=m.num_frames,
-                    frame_sampling=m.frame_sampling, max_frames=m.max_frames, max_length=m.max_length,
-                    system_prompt=m.system_prompt, tokenizer_vocab_size=m.tokenizer_vocab_size, seed=cfg.train.seed)
-            except (OSError, ValueError) as e:
-                raise UserError(f"model.llm={m.llm!r}: {e}") from None
-            model.video_tower.visual.load_state_dict(enc.visual.state_dict())
-            model.config.video_encoder = spec
-            self.llm_changed = model.config.llm_name_or_path is None
-        if m.mm_projector:
-            from ski_lvlm.models.lvlm.compat import load_mm_projector
+    def _create_model(self, skel_shape: tuple[int, int] | None):
+        """A fresh model: a preset or pretrained LLM, new projectors and the configured frozen tower.
 
-            try:
-                report = load_mm_projector(model, m.mm_projector)
-            except ValueError as e:
-                raise UserError(str(e)) from None
-            self.log(f"loaded {len(report['loaded'])} projector tensors from {m.mm_projector} "
-                     f"(ignored {len(report['ignored'])}: {report['ignored'][:4]})")
-        self.model, self.processor = model, processor
-        # Adapters need the exact base they were trained on: write it when no reference names it.
-        needs_base = cfg.train.llm_adapter in ("lora", "qlora") and self.llm_changed
+        Returns (model, processor, video feature encoder, whether its LLM differs from the named base)."""
+        m = self.cfg.model
+        try:
+            enc = load_video_encoder(m.video_encoder, frames=m.num_frames, max_frames=m.max_frames,
+                                     sampling=m.frame_sampling, layer=m.video_layer, device=self.device)
+        except (ValueError, FileNotFoundError) as e:
+            raise UserError(f"model.video_encoder: {e}") from None
+        # The model records the encoder exactly as the feature cache identifies it, so a cache made by
+        # `ski-lvlm data features` with the same settings is accepted by this run and by later stages.
+        spec = {**enc.config, "layer": enc.layer}
+        corpus = [t["value"] if "value" in t else t.get("content", "") for r in self.records
+                  for t in r["conversations"]]
+        skel_tokens, skel_dim = skel_shape or (75, 216)  # unused without skeletons; SKI's shape
+        try:
+            model, processor = create_lvlm(
+                m.llm, tokenizer=m.tokenizer, corpus=corpus, chat_template=m.chat_template,
+                skeleton_feature_dim=skel_dim, num_skeleton_tokens=skel_tokens, projector_type=m.projector_type,
+                skeleton_projector_type=m.skeleton_projector_type, video_summary_tokens=m.video_summary_tokens,
+                video_encoder={k: v for k, v in spec.items() if k not in ("pretrained", "seed")},
+                num_frames=m.num_frames, frame_sampling=m.frame_sampling, max_frames=m.max_frames,
+                max_length=m.max_length, system_prompt=m.system_prompt, tokenizer_vocab_size=m.tokenizer_vocab_size,
+                seed=self.cfg.train.seed)
+        except (OSError, ValueError) as e:
+            raise UserError(f"model.llm={m.llm!r}: {e}") from None
+        model.video_tower.visual.load_state_dict(enc.visual.state_dict())
+        model.config.video_encoder = spec
+        return model, processor, enc, model.config.llm_name_or_path is None
+
+    def _load_mm_projector(self) -> None:
+        path = self.cfg.model.mm_projector
+        try:
+            report = load_mm_projector(self.model, path)
+        except ValueError as e:
+            raise UserError(str(e)) from None
+        self.log(f"loaded {len(report['loaded'])} projector tensors from {path} "
+                 f"(ignored {len(report['ignored'])}: {report['ignored'][:4]})")
+
+    def _reference_base_llm(self, llm_changed: bool) -> None:
+        """Adapters need the exact base they were trained on: write it to OUT/base_llm when no reference
+        names it (a preset, or an LLM changed by an earlier stage), and point the config at it."""
+        model = self.model
+        needs_base = self.cfg.train.llm_adapter in ("lora", "qlora") and llm_changed
         if needs_base or model.config.llm_name_or_path is None:
             base = (self.out / "base_llm").resolve()
             if self.is_main and not (base / "config.json").is_file():
                 model.language_model.save_pretrained(base)
-                processor.tokenizer.save_pretrained(base)
+                self.processor.tokenizer.save_pretrained(base)
             model.config.llm_name_or_path = str(base)
 
-    def _prepare_features(self) -> None:
-        from ski_lvlm.data.feature_cache import (BadItemError, FeatureCache, FeatureItem, StaleCacheError,
-                                                 cache_identity, extract_features)
-        from ski_lvlm.data.keys import sample_key
-        from ski_lvlm.training.distributed import barrier
-
+    def _prepare_features(self) -> FeatureCache:
+        """The feature cache (given, or computed into OUT/features); then, for a fresh model, the projectors'
+        feature statistics and the optional pre-alignment, which read it."""
         cfg = self.cfg
         skel = self.skel_encoder if cfg.data.p_inject > 0 else None
-        self.missing_skeleton_files = sorted({r["skeleton_path"] for r in self.records
-                                              if r.get("skeleton_path") and not Path(r["skeleton_path"]).is_file()})
         if cfg.data.feature_cache:
-            cache = FeatureCache(cfg.data.feature_cache)
-            try:
-                # storage dtype is irrelevant; skeleton features a run does not use may or may not be there
-                ignore = ("dtype",) if skel is not None else ("dtype", "skeleton")
-                cache.check_compatible(cache_identity(self.video_encoder, skel), ignore=ignore)
-            except StaleCacheError as e:
-                raise UserError(f"data.feature_cache: {e}") from None
+            cache = check_feature_cache(cfg.data.feature_cache, self.video_encoder, skel)
         else:
-            path = self.out / "features"
-            if self.is_main:
-                items, seen = [], set()
-                for r in self.records:
-                    key = sample_key(r)
-                    if key in seen or not r.get("video_path"):
-                        continue
-                    seen.add(key)
-                    sk = r.get("skeleton_path") if skel is not None else None
-                    items.append(FeatureItem(key, r["video_path"], sk if sk and Path(sk).is_file() else None))
-                try:
-                    summary = extract_features(items, path, self.video_encoder, skel,
-                                               batch_size=cfg.data.feature_batch_size, workers=1,
-                                               skip_bad=cfg.data.skip_bad_samples, progress=self.is_main)
-                except StaleCacheError as e:
-                    raise UserError(f"{path} was made with other encoders/settings; delete it or use another out "
-                                    f"folder ({e})") from None
-                except BadItemError as e:  # an unreadable video names itself
-                    raise UserError(f"{e} (set data.skip_bad_samples=true to skip unreadable samples)") from None
-                self.log(f"features: {summary['encoded']} encoded, {summary['already_done']} cached, "
-                         f"{len(summary['bad'])} unreadable -> {path}")
-            barrier()
-            cache = FeatureCache(path)
-        self.features = cache
-        self._fit_standardizers(cache)
-        self._prealign(cache)
+            cache = compute_features(self.records, self.out / "features", self.video_encoder, skel,
+                                     batch_size=cfg.data.feature_batch_size, skip_bad=cfg.data.skip_bad_samples,
+                                     is_main=self.is_main, log=self.log)
+        if not cfg.model.init_from:  # a loaded model keeps what it was trained with
+            fit_standardizers(self.model, self.records, cache, self.log)
+            if cfg.train.prealign_steps > 0:
+                prealign(self.model, self.processor.tokenizer, self.records, cache, steps=cfg.train.prealign_steps,
+                         target=cfg.train.prealign_target, summary_tokens=cfg.model.video_summary_tokens,
+                         seed=cfg.train.seed, log=self.log)
+        return cache
 
-    def _prealign(self, cache) -> None:
-        import torch
-
-        from ski_lvlm.data.keys import sample_key
-        from ski_lvlm.training.prealign import answer_embeddings, answer_word_targets, prealign_projector
-
-        steps = self.cfg.train.prealign_steps
-        if steps <= 0 or self.cfg.model.init_from:
-            return
-        feats, answers = [], []
-        for r in self.records:
-            turns = [t for t in r["conversations"] if t.get("from") in ("gpt", "assistant")]
-            try:
-                video = cache.get(sample_key(r)).get("video")
-            except KeyError:
-                continue
-            if video is not None and turns:
-                feats.append(video.float())
-                answers.append(turns[0]["value"])
-        if not feats:
-            return
-        tok, emb = self.processor.tokenizer, self.model.get_input_embeddings()
-        if self.cfg.train.prealign_target == "words":
-            targets = answer_word_targets(answers, tok, emb, self.cfg.model.video_summary_tokens)  # [n, k, d]
-        else:
-            targets = answer_embeddings(answers, tok, emb)  # [n, d]
-        losses = prealign_projector(self.model.video_projector, torch.stack(feats), targets, steps=steps,
-                                    seed=self.cfg.train.seed)
-        self.log(f"prealign: video projector fitted to {len(feats)} answers in {steps} steps "
-                 f"(loss {losses[0]:.3f} -> {losses[-1]:.3f})")
-
-    def _fit_standardizers(self, cache) -> None:
-        """Fit the ``std_*`` projectors' feature statistics on this run's training features (a fresh
-        model only: a model from ``model.init_from`` keeps the statistics it was trained with)."""
-        import torch
-
-        from ski_lvlm.data.keys import sample_key
-        from ski_lvlm.models.lvlm.projector import standardizer_of
-
-        if self.cfg.model.init_from:
-            return
-        for name, proj in (("video", self.model.video_projector), ("skeleton", self.model.skeleton_projector)):
-            std = standardizer_of(proj)
-            if std is None:
-                continue
-            rows = []
-            for key in sorted({sample_key(r) for r in self.records}):  # fixed order: same float sums on resume
-                try:
-                    feats = cache.get(key)
-                except KeyError:
-                    continue
-                if name in feats:
-                    rows.append(feats[name].reshape(-1, feats[name].shape[-1]).float())
-            if rows:
-                std.fit(torch.cat(rows))  # [sum rows, d]
-                self.log(f"{name} projector: feature statistics fitted on {len(rows)} training samples")
-
-    def _build_data(self) -> None:
-        from ski_lvlm.data.instruction_sets import PretokenizedProcessor, tokenize_set
-        from ski_lvlm.data.keys import sample_key
-        from ski_lvlm.data.lvlm_dataset import FrameSource, LengthGroupedBatches, LvlmDataset
-        from ski_lvlm.models.lvlm.processing import LabelError
-        from ski_lvlm.utils.io import atomic_write_json
-
+    def _build_dataset(self, instruction_rows, features: FeatureCache) -> LvlmDataset:
         cfg = self.cfg
-        features = self.features
         if cfg.model.tower_trainable != "frozen":  # the tower sees frames at every step (decoded once)
             vc = self.model.config
             features = FrameSource(features, {sample_key(r): r["video_path"] for r in self.records
                                               if r.get("video_path")}, vc.num_frames, vc.frame_sampling)
         try:
-            tokenized = tokenize_set(self.instruction_rows, self.processor, num_proc=cfg.data.num_proc)
-            self.dataset = LvlmDataset(self.records, PretokenizedProcessor(self.processor, tokenized), features,
-                                       p_inject=cfg.data.p_inject,
-                                       video_summary_tokens=self.model.config.video_summary_tokens,
-                                       seed=cfg.train.seed, skip_bad=cfg.data.skip_bad_samples,
-                                       source=cfg.data.train_json)
+            tokenized = tokenize_set(instruction_rows, self.processor, num_proc=cfg.data.num_proc)
+            ds = LvlmDataset(self.records, PretokenizedProcessor(self.processor, tokenized), features,
+                             p_inject=cfg.data.p_inject, video_summary_tokens=self.model.config.video_summary_tokens,
+                             seed=cfg.train.seed, skip_bad=cfg.data.skip_bad_samples, source=cfg.data.train_json)
         except LabelError as e:
             raise UserError(str(e)) from None
-        ds = self.dataset
         if self.is_main and ds.skipped:
             atomic_write_json(self.out / "skipped_samples.json", [dataclasses.asdict(s) for s in ds.skipped])
+        missing = {r["skeleton_path"] for r in self.records
+                   if r.get("skeleton_path") and not Path(r["skeleton_path"]).is_file()}
         self.log(f"data: {len(ds)} samples ({len(ds.skipped)} skipped"
                  f"{', listed in ' + str(self.out / 'skipped_samples.json') if ds.skipped else ''}), "
                  f"{ds.num_with_skeleton} with skeleton features (p_inject={cfg.data.p_inject}), "
-                 f"{len(self.missing_skeleton_files)} skeleton files missing (-> no skeleton tokens)")
-        self.batches = LengthGroupedBatches(ds.lengths, cfg.train.batch_size, seed=cfg.train.seed,
-                                            group_by_length=cfg.data.group_by_length, rank=self.rank,
-                                            world_size=self.world, drop_last=self.world > 1)
-        if len(self.batches) == 0:
-            raise UserError(f"{len(ds)} samples < one global batch ({cfg.train.batch_size} x {self.world} ranks)")
-        per_epoch = math.ceil(len(self.batches) / cfg.train.grad_accum)
-        self.total_steps = cfg.train.max_steps or cfg.train.epochs * per_epoch
+                 f"{len(missing)} skeleton files missing (-> no skeleton tokens)")
+        return ds
 
-    def _configure_training(self) -> None:
-        import torch
-
-        cfg, t = self.cfg, self.cfg.train
-        model = self.model
+    def _set_trainable(self) -> None:
+        """Freeze everything, then unfreeze what the stage trains; cast and place the model."""
+        cfg, t, model = self.cfg, self.cfg.train, self.model
         model.requires_grad_(False)
         if t.llm_adapter == "qlora":
-            self._quantize_llm()
+            barrier()  # base_llm/ is written by rank 0
+            quantize_llm(model, compute_dtype=torch.bfloat16 if self.precision == "bf16" else torch.float32,
+                         device=self.device, gradient_checkpointing=t.gradient_checkpointing)
         if t.stage == "instruct" and t.llm_adapter in ("lora", "qlora"):
-            from peft import LoraConfig, get_peft_model
-
-            targets = "all-linear" if list(cfg.lora.target_modules) == ["all-linear"] else list(cfg.lora.target_modules)
-            tied = bool(getattr(model.config.text_config, "tie_word_embeddings", False))
-            lcfg = LoraConfig(r=cfg.lora.r, lora_alpha=cfg.lora.alpha, lora_dropout=cfg.lora.dropout,
-                              target_modules=targets, modules_to_save=list(cfg.lora.modules_to_save) or None,
-                              ensure_weight_tying=tied and bool(cfg.lora.modules_to_save), task_type="CAUSAL_LM")
-            try:
-                model.language_model = get_peft_model(model.language_model, lcfg)
-            except ValueError as e:
-                raise UserError(f"lora.target_modules={cfg.lora.target_modules}: {e}") from None
+            attach_lora(model, r=cfg.lora.r, alpha=cfg.lora.alpha, dropout=cfg.lora.dropout,
+                        target_modules=cfg.lora.target_modules, modules_to_save=cfg.lora.modules_to_save)
         elif t.stage == "instruct" and t.llm_adapter == "full":
             model.language_model.requires_grad_(True)
         if cfg.data.packing:
-            self._use_packed_attention()
+            impl = enable_packing(model, allow_flash=self.device.type == "cuda" and self.precision == "bf16")
+            self.log(f"data.packing: one row per micro-batch, no padding, attention per sample ({impl})")
         model.video_projector.requires_grad_(True)
         if model.video_tower is not None and cfg.model.tower_trainable != "frozen":
             n_tower = model.video_tower.set_trainable(cfg.model.tower_trainable)
@@ -595,212 +546,126 @@ class LvlmRecipe:
         # projector only when skeleton tokens can occur.
         model.skeleton_projector.requires_grad_(self.dataset.num_with_skeleton > 0)
         if t.gradient_checkpointing:
-            enable = getattr(model, "activation_checkpointing_enable", None)  # transformers >= 5.x name
-            if enable is not None:
-                enable(activation_checkpointing_kwargs={"use_reentrant": False})
-            else:
-                model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-            model.config.use_cache = False
+            enable_gradient_checkpointing(model)
         if self.precision == "bf16" and t.llm_adapter != "qlora" and not t.deepspeed:
-            for p in model.parameters():  # frozen weights in bf16, trainable ones stay fp32 (autocast computes)
-                if not p.requires_grad:
-                    p.data = p.data.to(torch.bfloat16)
+            cast_frozen_to_bf16(model)
         if not t.deepspeed:
             model.to(self.device)
         model.train()
-        projector_lr = t.projector_lr or t.lr
-        groups: dict[tuple[float, float], list] = {}
-        for name, p in model.named_parameters():
-            if not p.requires_grad:
-                continue
-            is_proj = name.startswith(("video_projector.", "skeleton_projector."))
-            decay = 0.0 if (p.ndim < 2 or "norm" in name) else t.weight_decay
-            groups.setdefault((projector_lr if is_proj else t.lr, decay), []).append(p)
-        self.trainable = [p for ps in groups.values() for p in ps]
-        n_train = sum(p.numel() for p in self.trainable)
-        n_all = sum(p.numel() for p in model.parameters())
-        self.log(f"model: {n_all / 1e6:.2f}M params, {n_train / 1e6:.3f}M trainable ({t.stage}, "
-                 f"llm_adapter={t.llm_adapter}, precision={self.precision}, device={self.device})")
-        self.optimizer = torch.optim.AdamW(
-            [{"params": ps, "lr": lr, "base_lr": lr, "weight_decay": wd} for (lr, wd), ps in groups.items()],
-            betas=(0.9, 0.999), eps=1e-8)
-        self.lr_target = self.optimizer
+
+    def _build_stepper(self) -> Stepper:
+        """AdamW over the trainable groups, wrapped by DeepSpeed when train.deepspeed is set."""
+        t = self.cfg.train
+        groups = param_groups(self.model, lr=t.lr, projector_lr=t.projector_lr or t.lr, weight_decay=t.weight_decay)
+        trainable = [p for g in groups for p in g["params"]]
+        n_all = sum(p.numel() for p in self.model.parameters())
+        self.log(f"model: {n_all / 1e6:.2f}M params, {sum(p.numel() for p in trainable) / 1e6:.3f}M trainable "
+                 f"({t.stage}, llm_adapter={t.llm_adapter}, precision={self.precision}, device={self.device})")
+        optimizer = torch.optim.AdamW(groups, betas=(0.9, 0.999), eps=1e-8)
+        lr_target = optimizer
         if t.deepspeed:
-            from ski_lvlm.training.distributed import init_deepspeed, load_deepspeed_config
-
             ds_cfg = load_deepspeed_config(_find_file(t.deepspeed), micro_batch_size=t.batch_size,
-                                           grad_accum=t.grad_accum, grad_clip=t.grad_clip,
+                                           grad_accum=t.grad_accum, grad_clip=t.clip_grad or 0.0,
                                            bf16=self.precision == "bf16", world_size=self.world)
-            self.engine = init_deepspeed(model, self.optimizer, ds_cfg, self.device)
-            if "optimizer" in ds_cfg:
-                self.lr_target = self.engine.optimizer
-                for g in self.lr_target.param_groups:
-                    g["base_lr"] = g["lr"] = t.lr
+            self.engine = init_deepspeed(self.model, optimizer, ds_cfg, self.device)
+            if "optimizer" in ds_cfg:  # DeepSpeed built its own optimizer from the JSON: one group at train.lr
+                lr_target = self.engine.optimizer
+                for g in lr_target.param_groups:
+                    g["lr_scale"] = g["lr"] = t.lr
             self.log(f"deepspeed: ZeRO stage {ds_cfg['zero_optimization']['stage']} ({t.deepspeed})")
-
-    def _use_packed_attention(self) -> None:
-        from ski_lvlm.models.lvlm.packing import PackingError, use_packed_attention
-
-        try:
-            impl = use_packed_attention(self.model.language_model,
-                                        allow_flash=self.device.type == "cuda" and self.precision == "bf16")
-        except PackingError as e:
-            raise UserError(str(e)) from None
-        self.log(f"data.packing: one row per micro-batch, no padding, attention per sample ({impl})")
-
-    def _quantize_llm(self) -> None:
-        import torch
-        from peft import prepare_model_for_kbit_training
-        from transformers import AutoModelForCausalLM, BitsAndBytesConfig
-
-        from ski_lvlm.models.lvlm.modeling import fit_vocab
-        from ski_lvlm.training.distributed import barrier
-
-        base = self.model.config.llm_name_or_path
-        barrier()  # base_llm/ is written by rank 0
-        compute = torch.bfloat16 if self.precision == "bf16" else torch.float32
-        qcfg = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=compute,
-                                  bnb_4bit_use_double_quant=True)
-        device_map = {"": self.device.index or 0} if self.device.type == "cuda" else "cpu"
-        llm = AutoModelForCausalLM.from_pretrained(base, quantization_config=qcfg, device_map=device_map)
-        fit_vocab(llm, self.model.config.text_config.vocab_size)  # the placeholder rows, as create_lvlm made them
-        self.model.language_model = prepare_model_for_kbit_training(
-            llm, use_gradient_checkpointing=self.cfg.train.gradient_checkpointing)
-        self.model.language_model.requires_grad_(False)
+        warmup = int(t.warmup_ratio * self.total_steps)
+        return Stepper(self.model, optimizer, engine=self.engine, lr_target=lr_target, loss_fn=self._loss,
+                       lr_at=lambda step: warmup_cosine(step, base_lr=1.0, total_steps=self.total_steps,
+                                                        warmup_steps=warmup, min_lr=t.min_lr_ratio,
+                                                        count_current=True),
+                       grad_accum=t.grad_accum, clip_grad=t.clip_grad, params=trainable)
 
     # ------------------------------------------------------------------ loop
     def log(self, msg: str) -> None:
-        if getattr(self, "is_main", True):
-            from tqdm import tqdm
-
+        if self.is_main:
             tqdm.write(f"[lvlm] {msg}")
 
-    def _lr(self, step: int) -> float:
-        from ski_lvlm.training.schedule import warmup_cosine
-
-        t = self.cfg.train
-        warmup = int(t.warmup_ratio * self.total_steps)
-        if step < warmup:  # (step + 1): the first optimizer step already moves the weights
-            return (step + 1) / warmup
-        return warmup_cosine(step, base_lr=1.0, total_steps=self.total_steps, warmup_steps=warmup,
-                             min_lr=t.min_lr_ratio)
-
-    def _set_lr(self, step: int) -> float:
-        scale = self._lr(step)
-        for g in self.lr_target.param_groups:
-            g["lr"] = g.get("base_lr", self.cfg.train.lr) * scale
-        return scale * self.cfg.train.lr
-
-    def _forward(self, batch: dict):
-        from ski_lvlm.utils.runtime import autocast
-
+    def _loss(self, module, batch: dict) -> torch.Tensor:
+        """Mean loss over the label tokens of this micro-batch (of all ranks' micro-batches when distributed)."""
         dev = self.device
         kw = {k: (v.to(dev) if hasattr(v, "to") else v) for k, v in batch.items() if k in _MODEL_INPUTS}
-        module = self.engine if self.engine is not None else self.model
-        with autocast(dev, self.precision if self.engine is None else "fp32"):
+        with autocast(dev, self.precision if self.engine is None else "fp32"):  # DeepSpeed casts itself
             loss = module(**kw, use_cache=False).loss
         if self.world > 1:  # every label token weighs the same on every rank, as in one process
-            from ski_lvlm.models.lvlm.processing import IGNORE_INDEX
-            from ski_lvlm.training.distributed import global_token_mean
-
             loss = global_token_mean(loss, (kw["labels"][..., 1:] != IGNORE_INDEX).sum())
         return loss
 
     def train(self) -> int:
-        import torch
-        from tqdm import tqdm
-
-        from ski_lvlm.training.checkpoint import GracefulStop
-        from ski_lvlm.training.lvlm_checkpoint import (TrainState, latest_resume_checkpoint, load_resume_checkpoint,
-                                                       save_resume_checkpoint)
-
-        cfg, t = self.cfg, self.cfg.train
-        ckpt_root = self.out / "checkpoints"
-        state = TrainState()
-        latest = latest_resume_checkpoint(ckpt_root) if cfg.resume else None
-        if latest is not None:
-            self._check_resume_world(latest)
-            try:
-                state = load_resume_checkpoint(latest, model=self.model, optimizer=self.optimizer, engine=self.engine)
-            except (ValueError, FileNotFoundError) as e:
-                raise UserError(f"cannot resume: {e} (use another out= or resume=false to start over)") from None
-            self.log(f"resumed from {latest} (step {state.step}, epoch {state.epoch}, batch {state.batch_in_epoch})")
-        state.extra["world_size"] = self.world
+        t = self.cfg.train
+        state = self._resume()
         if state.step >= self.total_steps:
             self.log(f"already finished ({state.step}/{self.total_steps} steps)")
             return self._finish(state)
         if self.is_main:
-            from torch.utils.tensorboard import SummaryWriter
-
             self.tb = SummaryWriter(str(self.out / "tb"))
-        log_path = self.out / "train_log.jsonl"
-        pad = self.processor.tokenizer.pad_token_id
         pbar = tqdm(total=self.total_steps, initial=state.step, desc="lvlm", disable=not self.is_main,
                     dynamic_ncols=True)
-        window = {"loss": 0.0, "n": 0, "tokens": 0, "skel": 0, "samples": 0, "t0": time.perf_counter()}
-        steps_this_run, micro, done = 0, 0, False
-        stop_reason = None
+        window = _new_window()
+        steps_this_run, stop_reason, lr = 0, None, t.lr
         with GracefulStop() as stopper:
-            while not done:
-                self.dataset.set_epoch(state.epoch)
-                self.batches.set_epoch(state.epoch)
-                batches = list(self.batches)
-                loader = self._loader(batches[state.batch_in_epoch:], pad)
-                for bi, batch in zip(range(state.batch_in_epoch, len(batches)), loader):
-                    last_in_epoch = bi == len(batches) - 1
-                    if self.engine is not None:
-                        boundary = self.engine.is_gradient_accumulation_boundary()
-                        if boundary:
-                            lr = self._set_lr(state.step)
-                        loss = self._forward(batch)
-                        self.engine.backward(loss)
-                        self.engine.step()
-                    else:
-                        loss = self._forward(batch)
-                        (loss / t.grad_accum).backward()
-                        micro += 1
-                        boundary = micro % t.grad_accum == 0 or last_in_epoch
-                        if boundary:
-                            if t.grad_clip > 0:
-                                torch.nn.utils.clip_grad_norm_(self.trainable, t.grad_clip)
-                            lr = self._set_lr(state.step)
-                            self.optimizer.step()
-                            self.optimizer.zero_grad(set_to_none=True)
-                            micro = 0
-                    window["loss"] += float(loss.detach())  # CPU-GPU sync point, once per micro-batch
-                    window["n"] += 1
-                    window["tokens"] += batch["num_tokens"]
-                    window["samples"] += len(batch["ids"])
-                    window["skel"] += 0 if batch["skeleton_features"] is None else len(batch["skeleton_features"])
+            while stop_reason is None and state.step < self.total_steps:
+                for bi, batch, last_in_epoch in self._epoch_batches(state):
+                    res = self.stepper.step(batch, state.step, last_in_epoch)
+                    _add_to_window(window, res.loss, batch)
                     state.batch_in_epoch = bi + 1
-                    if not boundary:
+                    if res.boundary:
+                        lr = res.lr_scale * t.lr
+                        state.step += 1
+                        steps_this_run += 1
+                        pbar.update(1)
+                        if state.step % t.log_every == 0 or state.step == self.total_steps:
+                            self._log_step(state, lr, window, pbar)
+                    if last_in_epoch:  # a checkpoint from here resumes at the next epoch's start
+                        state.epoch, state.batch_in_epoch = state.epoch + 1, 0
+                    if not res.boundary:
                         continue
-                    state.step += 1
-                    steps_this_run += 1
-                    pbar.update(1)
-                    if state.step % t.log_every == 0 or state.step == self.total_steps:
-                        self._log_step(state, lr, window, log_path, pbar)
                     finished = state.step >= self.total_steps
                     stop_reason = stopper.requested or (
                         "stop_after_steps" if t.stop_after_steps and steps_this_run >= t.stop_after_steps else None)
                     if (t.save_every and state.step % t.save_every == 0) or stop_reason or finished:
-                        if last_in_epoch:
-                            state.epoch, state.batch_in_epoch = state.epoch + 1, 0
-                        save_resume_checkpoint(ckpt_root, model=self.model, optimizer=self.optimizer, state=state,
-                                               engine=self.engine, keep_last=t.keep_last, is_main=self.is_main)
-                        if last_in_epoch:
-                            state.epoch, state.batch_in_epoch = state.epoch - 1, len(batches)
+                        save_resume_checkpoint(self.out / "checkpoints", model=self.model,
+                                               optimizer=self.stepper.optimizer, state=state, engine=self.engine,
+                                               keep_last=t.keep_checkpoints, is_main=self.is_main)
                     if finished or stop_reason:
-                        done = True
                         break
-                if not done:
-                    state.epoch, state.batch_in_epoch = state.epoch + 1, 0
         pbar.close()
         if stop_reason:
             self.log(f"stopped after step {state.step}/{self.total_steps} ({stop_reason}); run the same command "
-                     f"again to resume from {ckpt_root / 'latest'}")
-            return 0
+                     f"again to resume from {self.out / 'checkpoints' / 'latest'}")
+            return 0 if stop_reason == "stop_after_steps" else EXIT_INTERRUPTED  # planned vs signalled stop
         return self._finish(state)
+
+    def _resume(self) -> TrainState:
+        """The saved state of OUT/checkpoints/latest (weights and optimizer loaded), or a fresh one."""
+        state = TrainState()
+        latest = latest_resume_checkpoint(self.out / "checkpoints") if self.cfg.resume else None
+        if latest is not None:
+            self._check_resume_world(latest)
+            try:
+                state = load_resume_checkpoint(latest, model=self.model, optimizer=self.stepper.optimizer,
+                                               engine=self.engine)
+            except (ValueError, FileNotFoundError) as e:
+                raise UserError(f"cannot resume: {e} (use another train.output_dir or resume=false to start "
+                                "over)") from None
+            for g in self.stepper.lr_target.param_groups:  # checkpoints from before issue 14 name it base_lr
+                g.setdefault("lr_scale", g.pop("base_lr", self.cfg.train.lr))
+            self.log(f"resumed from {latest} (step {state.step}, epoch {state.epoch}, batch {state.batch_in_epoch})")
+        state.extra["world_size"] = self.world
+        return state
+
+    def _epoch_batches(self, state: TrainState) -> Iterator[tuple[int, dict, bool]]:
+        """(index, collated batch, last of the epoch) from ``state``'s position to the end of its epoch."""
+        self.dataset.set_epoch(state.epoch)
+        self.batches.set_epoch(state.epoch)
+        batches = list(self.batches)
+        loader = self._loader(batches[state.batch_in_epoch:], self.processor.tokenizer.pad_token_id)
+        for bi, batch in zip(range(state.batch_in_epoch, len(batches)), loader):
+            yield bi, batch, bi == len(batches) - 1
 
     def _check_resume_world(self, ckpt: Path) -> None:
         """DeepSpeed writes one ZeRO optimizer shard per process: resume with the process count that wrote them."""
@@ -809,37 +674,31 @@ class LvlmRecipe:
         if self.engine is not None and saved is not None and saved != self.world:
             raise UserError(f"cannot resume {ckpt}: it was written by {saved} process(es) and this run has "
                             f"{self.world}; DeepSpeed keeps one optimizer shard per process. Resume with {saved} "
-                            "process(es) and the same train.batch_size, or start over (resume=false, or another out=)")
+                            "process(es) and the same train.batch_size, or start over (resume=false, or another "
+                            "train.output_dir)")
 
     def _loader(self, batches: list[list[int]], pad: int):
         """Collated batches in the given order; worker processes when data.num_workers > 0."""
-        from functools import partial
-
-        from ski_lvlm.data.lvlm_dataset import lvlm_collate, lvlm_pack_collate
-
         collate = lvlm_pack_collate if self.cfg.data.packing else partial(lvlm_collate, pad_token_id=pad)
         if self.cfg.data.num_workers == 0:
             return (collate([self.dataset[i] for i in b]) for b in batches)
-        from torch.utils.data import DataLoader
-
         return iter(DataLoader(self.dataset, batch_sampler=batches, num_workers=self.cfg.data.num_workers,
                                collate_fn=collate))
 
-    def _log_step(self, state, lr: float, window: dict, log_path: Path, pbar) -> None:
+    def _log_step(self, state: TrainState, lr: float, window: dict, pbar: tqdm) -> None:
+        """One line of OUT/train_log.jsonl, TensorBoard and stdout: the means since the last line."""
         dt = max(time.perf_counter() - window["t0"], 1e-9)
         if self.world > 1:  # every rank logs at the same steps: average over all of them
-            import torch
-
-            t = torch.tensor([window[k] for k in ("loss", "n", "tokens", "skel", "samples")], dtype=torch.float64,
-                             device=self.device)
-            torch.distributed.all_reduce(t)
-            window.update(zip(("loss", "n", "tokens", "skel", "samples"), t.tolist()))
+            keys = ("loss", "n", "tokens", "skel", "samples")
+            sums = torch.tensor([window[k] for k in keys], dtype=torch.float64, device=self.device)
+            torch.distributed.all_reduce(sums)
+            window.update(zip(keys, sums.tolist()))
         rec = {"step": state.step, "epoch": state.epoch, "loss": window["loss"] / max(window["n"], 1), "lr": lr,
                "tokens_per_s": window["tokens"] / dt, "samples": int(window["samples"]),
                "skeleton_frac": window["skel"] / max(window["samples"], 1), "time": time.time()}
         self.last_loss = rec["loss"]
         if self.is_main:
-            with open(log_path, "a", encoding="utf-8") as f:
+            with open(self.out / "train_log.jsonl", "a", encoding="utf-8") as f:
                 f.write(json.dumps(rec) + "\n")
             for k in ("loss", "lr", "tokens_per_s", "skeleton_frac"):
                 self.tb.add_scalar(f"train/{k}", rec[k], state.step)
@@ -848,16 +707,14 @@ class LvlmRecipe:
                        f"tokens/s {rec['tokens_per_s']:.0f} skel {rec['skeleton_frac']:.2f}")
         window.update(loss=0.0, n=0, tokens=0, skel=0, samples=0, t0=time.perf_counter())
 
-    def _finish(self, state) -> int:
-        from ski_lvlm.training.distributed import gathered_parameters
-        from ski_lvlm.training.lvlm_checkpoint import save_final
-
+    def _finish(self, state: TrainState) -> int:
+        """Write OUT/final (all ranks gather ZeRO-3 shards; rank 0 writes)."""
         t = self.cfg.train
         save_full = {"auto": t.llm_adapter != "qlora", "true": True, "false": False}[t.save_full]
         with gathered_parameters(self.model, self.engine):
             if self.is_main:
                 info = {"stage": t.stage, "llm_adapter": t.llm_adapter, "steps": state.step,
-                        "final_loss": getattr(self, "last_loss", None), "p_inject": self.cfg.data.p_inject,
+                        "final_loss": self.last_loss, "p_inject": self.cfg.data.p_inject,
                         "samples": len(self.dataset), "skipped": len(self.dataset.skipped),
                         "command": "ski-lvlm train lvlm " + " ".join(self.argv)}
                 if self.model.video_tower is not None and self.cfg.model.tower_trainable == "lora":
@@ -867,12 +724,23 @@ class LvlmRecipe:
         return 0
 
     def cleanup(self) -> None:
-        from ski_lvlm.training.distributed import destroy
-
         if self.tb is not None:
             self.tb.close()
         if self.engine is not None:
             destroy()
+
+
+def _new_window() -> dict:
+    """Sums over the micro-batches since the last log line."""
+    return {"loss": 0.0, "n": 0, "tokens": 0, "skel": 0, "samples": 0, "t0": time.perf_counter()}
+
+
+def _add_to_window(window: dict, loss: torch.Tensor, batch: dict) -> None:
+    window["loss"] += float(loss)  # CPU-GPU sync point, once per micro-batch
+    window["n"] += 1
+    window["tokens"] += batch["num_tokens"]
+    window["samples"] += len(batch["ids"])
+    window["skel"] += 0 if batch["skeleton_features"] is None else len(batch["skeleton_features"])
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -880,7 +748,8 @@ def build_parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", help="recipe YAML (train/configs/lvlm/*.yaml)")
     p.add_argument("--local_rank", type=int, default=None, help=argparse.SUPPRESS)  # the deepspeed launcher's
-    p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. out=runs/x train.lr=2e-4 data.p_inject=0.5")
+    p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. train.output_dir=runs/x train.lr=2e-4 "
+                                                      "data.p_inject=0.5")
     return p
 
 

@@ -42,13 +42,12 @@ from ski_lvlm.config import load_config, save_config, to_dict
 from ski_lvlm.data.action_dataset import ActionDataset, epoch_order
 from ski_lvlm.losses import CaptionContrastiveLoss, SkeletonTextLoss, total_loss
 from ski_lvlm.models.ski_vlm import build_skeleton_clip, save_model, text_tokenizer, tokenize_classes
-from ski_lvlm.training.checkpoint import GracefulStop, TrainState, latest_checkpoint, load_checkpoint, save_checkpoint
+from ski_lvlm.training.checkpoint import (EXIT_INTERRUPTED, GracefulStop, TrainState, latest_checkpoint, load_checkpoint,
+                                         save_checkpoint)
 from ski_lvlm.training.schedule import set_lr, warmup_cosine
 from ski_lvlm.utils.errors import UserError, cli_entry
 from ski_lvlm.utils.io import atomic_write_json
 from ski_lvlm.utils.runtime import seed_everything
-
-EXIT_INTERRUPTED = 143  # 128 + SIGTERM: "stopped early, resumable"
 
 
 # ------------------------------------------------------------------------------------------------ config

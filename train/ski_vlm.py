@@ -51,13 +51,12 @@ from ski_lvlm.models.clip_towers import clip_image_stats
 from ski_lvlm.models.ski_vlm import (
     build_ski_vlm, build_video_clip, load_skeleton_clip, save_model, text_tokenizer, tokenize_classes,
 )
-from ski_lvlm.training.checkpoint import GracefulStop, TrainState, latest_checkpoint, load_checkpoint, save_checkpoint
+from ski_lvlm.training.checkpoint import (EXIT_INTERRUPTED, GracefulStop, TrainState, latest_checkpoint, load_checkpoint,
+                                         save_checkpoint)
 from ski_lvlm.training.schedule import set_lr, warmup_cosine
 from ski_lvlm.utils.errors import UserError, cli_entry
 from ski_lvlm.utils.io import atomic_write_json
 from ski_lvlm.utils.runtime import seed_everything
-
-EXIT_INTERRUPTED = 143  # 128 + SIGTERM: "stopped early, resumable"
 
 
 # ------------------------------------------------------------------------------------------------ config

@@ -34,7 +34,8 @@ from torch import nn
 from ski_lvlm.utils.io import atomic_dir, atomic_write_text
 from ski_lvlm.utils.runtime import rng_state, set_rng_state
 
-__all__ = ["TrainState", "save_checkpoint", "load_checkpoint", "latest_checkpoint", "GracefulStop"]
+__all__ = ["TrainState", "save_checkpoint", "load_checkpoint", "latest_checkpoint", "GracefulStop",
+           "EXIT_INTERRUPTED"]
 
 
 @dataclass
@@ -113,6 +114,10 @@ def load_checkpoint(path: str | Path, *, model: nn.Module, optimizer: torch.opti
     if restore_rng and (path / "rng.pt").is_file():
         set_rng_state(torch.load(path / "rng.pt", map_location="cpu", weights_only=True))
     return TrainState(**json.loads((path / "trainer_state.json").read_text()))
+
+
+EXIT_INTERRUPTED = 143
+"""Exit code of a training recipe stopped by a signal after saving (128 + SIGTERM): "stopped early, resumable"."""
 
 
 class GracefulStop:

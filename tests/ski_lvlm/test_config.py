@@ -1,5 +1,5 @@
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import ClassVar, Literal
 
 import pytest
 
@@ -68,3 +68,27 @@ def test_save_roundtrip(tmp_path):
     text = (tmp_path / "out.yaml").read_text()
     assert text.startswith("# ski-lvlm train x")
     assert load_config(Cfg, tmp_path / "out.yaml") == cfg
+
+
+@dataclass
+class Renamed:
+    RENAMED: ClassVar[dict] = {"out": "optim.out_dir", "optim.rate": ("optim.lr", lambda v: v / 10)}
+    optim: "RenamedOptim" = field(default_factory=lambda: RenamedOptim())
+
+
+@dataclass
+class RenamedOptim:
+    out_dir: str = ""
+    lr: float = 1e-3
+
+
+def test_renamed_keys_move_convert_and_warn_once_each():
+    data = {"out": "runs/a", "optim": {"rate": 0.5}}
+    with pytest.warns(FutureWarning) as caught:
+        cfg = from_dict(Renamed, data)
+    assert (cfg.optim.out_dir, cfg.optim.lr) == ("runs/a", 0.05)
+    assert sorted(str(w.message).split(" is ")[0] for w in caught) == ["config key 'optim.rate'", "config key 'out'"]
+    assert data == {"out": "runs/a", "optim": {"rate": 0.5}}  # the caller's dict is not changed
+    with pytest.raises(ConfigError, match="out: renamed to optim.out_dir; give only optim.out_dir"):
+        from_dict(Renamed, {"out": "a", "optim": {"out_dir": "b"}})
+    assert from_dict(Renamed, {"optim": {"out_dir": "b"}}).optim.out_dir == "b"  # new names: no warning needed

@@ -19,22 +19,46 @@ def test_yaml_loads(path, tmp_path):
     data = tmp_path / "train.json"
     data.write_text("[]")
     cfg = load_config(LvlmRecipeConfig, path, [f"data.train_json={data}", f"model.init_from={tmp_path}"])
-    assert cfg.out and cfg.train.stage in ("align", "instruct")
+    assert cfg.train.output_dir and cfg.train.stage in ("align", "instruct")
     if cfg.train.deepspeed:
         assert (ROOT / cfg.train.deepspeed).is_file()
+
+
+def test_old_setting_names_still_work_and_warn(tmp_path):
+    """Before issue 14 the LVLM recipe said out / grad_clip (0 = off) / keep_last; they map to the phase-1/2 names."""
+    data = tmp_path / "train.json"
+    data.write_text("[]")
+    yaml_path = tmp_path / "old.yaml"  # an old config file with a top-level out:
+    yaml_path.write_text("out: runs/old\ntrain:\n  grad_clip: 0\n")
+    with pytest.warns(FutureWarning) as caught:
+        cfg = load_config(LvlmRecipeConfig, yaml_path, [f"data.train_json={data}", "train.keep_last=5"])
+    assert (cfg.train.output_dir, cfg.train.clip_grad, cfg.train.keep_checkpoints) == ("runs/old", None, 5)
+    text = " ".join(str(w.message) for w in caught)
+    for old, new in (("out", "train.output_dir"), ("train.grad_clip", "train.clip_grad"),
+                     ("train.keep_last", "train.keep_checkpoints")):
+        assert f"{old!r} is deprecated: use {new!r}" in text
+    with pytest.raises(ConfigError, match="give only train.output_dir"):  # both in one source: which one?
+        load_config(LvlmRecipeConfig, yaml_path, [f"data.train_json={data}", "out=a", "train.output_dir=b"])
+    # an old command with a new YAML (or the reverse): the command line wins, as for any key
+    with pytest.warns(FutureWarning, match="'out' is deprecated"):
+        cfg = load_config(LvlmRecipeConfig, ROOT / "train/configs/lvlm/align_tiny.yaml",
+                          [f"data.train_json={data}", "out=runs/cli"])
+    assert cfg.train.output_dir == "runs/cli"
+    assert load_config(LvlmRecipeConfig, yaml_path, [f"data.train_json={data}", "train.output_dir=runs/new"]
+                       ).train.output_dir == "runs/new"
 
 
 def test_invalid_combinations_are_reported_together(tmp_path):
     with pytest.raises(ConfigError) as e:
         load_config(LvlmRecipeConfig, ROOT / "train/configs/lvlm/align_tiny.yaml",
-                    ["out=", "train.llm_adapter=lora", "data.p_inject=2", "train.lr=0", "trian.lr=1"])
+                    ["train.output_dir=", "train.llm_adapter=lora", "data.p_inject=2", "train.lr=0", "trian.lr=1"])
     text = str(e.value)
     assert "trian: unknown key (did you mean 'train'?)" in text
     with pytest.raises(ConfigError) as e:
         load_config(LvlmRecipeConfig, ROOT / "train/configs/lvlm/align_tiny.yaml",
-                    ["out=", "train.llm_adapter=lora", "data.p_inject=2", "train.lr=0"])
+                    ["train.output_dir=", "train.llm_adapter=lora", "data.p_inject=2", "train.lr=0"])
     text = str(e.value)
-    for msg in ("out: required", "align stage trains projectors only", "p_inject: must be in [0, 1]",
+    for msg in ("train.output_dir: required", "align stage trains projectors only", "p_inject: must be in [0, 1]",
                 "lr: must be > 0", "train_json: required"):
         assert msg in text
 

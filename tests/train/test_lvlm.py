@@ -58,7 +58,7 @@ def losses(run: Path) -> dict[int, float]:
 
 def test_align_then_instruct_lora_with_skeleton_injection(tmp_path, world):
     align = tmp_path / "align"
-    assert main(["--config", "train/configs/lvlm/align_tiny.yaml", f"out={align}", f"data.train_json={world}",
+    assert main(["--config", "train/configs/lvlm/align_tiny.yaml", f"train.output_dir={align}", f"data.train_json={world}",
                  "train.max_steps=2", "data.p_inject=0", *FAST]) == 0
     final = align / "final"
     for f in ("config.json", "model.safetensors", "mm_modules.safetensors", "mm_projector.bin",
@@ -78,12 +78,12 @@ def test_align_then_instruct_lora_with_skeleton_injection(tmp_path, world):
                           "--frames", "4", "--max-frames", "4", "--skeleton-encoder", "random:tiny",
                           "--skeleton-frames", "32", "--device", "cpu", "--no-progress"]) == 0
     inst = tmp_path / "instruct"
-    assert main(["--config", "train/configs/lvlm/instruct_tiny.yaml", f"out={inst}", f"data.train_json={sub}",
+    assert main(["--config", "train/configs/lvlm/instruct_tiny.yaml", f"train.output_dir={inst}", f"data.train_json={sub}",
                  f"model.init_from={final}", "train.max_steps=3", "data.p_inject=1.0", "train.deepspeed=null",
                  f"data.feature_cache={cache}", *FAST]) == 0
     assert not (inst / "features").exists()
     # a cache made with another tower is refused with the differing keys
-    assert main(["--config", "train/configs/lvlm/instruct_tiny.yaml", f"out={tmp_path / 'x'}",
+    assert main(["--config", "train/configs/lvlm/instruct_tiny.yaml", f"train.output_dir={tmp_path / 'x'}",
                  f"data.train_json={sub}", f"data.feature_cache={cache}", "train.max_steps=1",
                  "model.num_frames=2", "model.max_frames=2", "model.skeleton_frames=32"]) == 2
     log = [json.loads(x) for x in (inst / "train_log.jsonl").read_text().splitlines()]
@@ -120,12 +120,12 @@ def test_stop_and_resume_gives_same_losses(tmp_path, world, engine):
     common = ["--config", "train/configs/lvlm/instruct_tiny.yaml", f"data.train_json={world}", "train.max_steps=6",
               "train.batch_size=2", "data.p_inject=0.5", "lora.dropout=0.1", f"train.deepspeed={ds}", *FAST]
     full = tmp_path / "full"
-    assert main([*common, f"out={full}"]) == 0
+    assert main([*common, f"train.output_dir={full}"]) == 0
     part = tmp_path / "part"
-    assert main([*common, f"out={part}", "train.stop_after_steps=2"]) == 0  # stops mid-epoch (4 batches/epoch)
+    assert main([*common, f"train.output_dir={part}", "train.stop_after_steps=2"]) == 0  # stops mid-epoch (4 batches/epoch)
     assert not (part / "final").exists() and (part / "checkpoints" / "latest").is_file()
-    assert main([*common, f"out={part}", "train.stop_after_steps=2"]) == 0  # stops exactly at the epoch end
-    assert main([*common, f"out={part}"]) == 0
+    assert main([*common, f"train.output_dir={part}", "train.stop_after_steps=2"]) == 0  # stops exactly at the epoch end
+    assert main([*common, f"train.output_dir={part}"]) == 0
     a, b = losses(full), losses(part)
     assert sorted(b) == [1, 2, 3, 4, 5, 6]
     from ski_lvlm.data.feature_cache import FeatureCache
@@ -135,13 +135,40 @@ def test_stop_and_resume_gives_same_losses(tmp_path, world, engine):
     assert [a[s] for s in range(1, 7)] == [b[s] for s in range(1, 7)]  # bit-identical on CPU
 
 
+def test_sigterm_saves_exits_143_and_resumes_exactly(tmp_path, world, monkeypatch):
+    """The same stop contract as phases 1/2: finish the step, save, exit EXIT_INTERRUPTED; rerun resumes."""
+    import os
+    import signal
+
+    from train import lvlm
+
+    common = ["--config", "train/configs/lvlm/align_tiny.yaml", f"data.train_json={world}", "train.max_steps=4",
+              "train.batch_size=2", "train.deepspeed=null", *FAST]
+    assert main([*common, f"train.output_dir={tmp_path / 'full'}"]) == 0
+    original, calls = lvlm.LvlmRecipe._loss, {"n": 0}
+
+    def term_on_second(self, module, batch):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return original(self, module, batch)
+
+    part = tmp_path / "part"
+    monkeypatch.setattr(lvlm.LvlmRecipe, "_loss", term_on_second)
+    assert main([*common, f"train.output_dir={part}"]) == lvlm.EXIT_INTERRUPTED == 143
+    monkeypatch.setattr(lvlm.LvlmRecipe, "_loss", original)
+    assert sorted(losses(part)) == [1, 2] and not (part / "final").exists()
+    assert main([*common, f"train.output_dir={part}"]) == 0
+    assert losses(part) == losses(tmp_path / "full")
+
+
 def test_checkpointing_workers_and_zero3_match_the_plain_run(tmp_path, world):
     common = ["--config", "train/configs/lvlm/instruct_tiny.yaml", f"data.train_json={world}", "train.max_steps=3",
               "data.p_inject=0.5", "lora.dropout=0", *FAST]
-    assert main([*common, f"out={tmp_path / 'plain'}", "train.deepspeed=null"]) == 0
-    assert main([*common, f"out={tmp_path / 'ckpt'}", "train.deepspeed=null", "train.gradient_checkpointing=true",
+    assert main([*common, f"train.output_dir={tmp_path / 'plain'}", "train.deepspeed=null"]) == 0
+    assert main([*common, f"train.output_dir={tmp_path / 'ckpt'}", "train.deepspeed=null", "train.gradient_checkpointing=true",
                  "data.num_workers=1"]) == 0
-    assert main([*common, f"out={tmp_path / 'z3'}", "train.deepspeed=train/configs/deepspeed/zero3.json"]) == 0
+    assert main([*common, f"train.output_dir={tmp_path / 'z3'}", "train.deepspeed=train/configs/deepspeed/zero3.json"]) == 0
     ref = losses(tmp_path / "plain")
     assert losses(tmp_path / "ckpt") == pytest.approx(ref, rel=1e-6)
     # ZeRO-3 steps flat fp32 partitions with its own clipping: same trajectory up to float rounding
@@ -153,7 +180,7 @@ def test_checkpointing_workers_and_zero3_match_the_plain_run(tmp_path, world):
 
 def test_qlora_on_cpu_saves_adapter_and_loads(tmp_path, world):
     run = tmp_path / "q"
-    assert main(["--config", "train/configs/lvlm/instruct_tiny.yaml", f"out={run}", f"data.train_json={world}",
+    assert main(["--config", "train/configs/lvlm/instruct_tiny.yaml", f"train.output_dir={run}", f"data.train_json={world}",
                  "train.llm_adapter=qlora", "train.deepspeed=null", "train.max_steps=2", *FAST]) == 0
     final = run / "final"
     assert not (final / "model.safetensors").exists() and (final / "adapter" / "adapter_model.safetensors").is_file()
@@ -170,7 +197,7 @@ def test_qlora_on_cpu_saves_adapter_and_loads(tmp_path, world):
 
 def test_deepspeed_zero2_single_process_cpu_trains(tmp_path, world):
     run = tmp_path / "ds"
-    assert main(["--config", "train/configs/lvlm/instruct_tiny.yaml", f"out={run}", f"data.train_json={world}",
+    assert main(["--config", "train/configs/lvlm/instruct_tiny.yaml", f"train.output_dir={run}", f"data.train_json={world}",
                  "train.max_steps=3", "train.deepspeed=train/configs/deepspeed/zero2.json", "train.lr=1e-2",
                  *FAST]) == 0
     assert len(losses(run)) == 3
@@ -187,19 +214,19 @@ def test_bad_samples_fail_or_are_listed(tmp_path, world, capsys):
     bad = world.parent / "bad.json"
     bad.write_text(json.dumps(records))
     args = ["--config", "train/configs/lvlm/align_tiny.yaml", f"data.train_json={bad}", "train.max_steps=1", *FAST]
-    assert main([*args, f"out={tmp_path / 'a'}"]) == 2
+    assert main([*args, f"train.output_dir={tmp_path / 'a'}"]) == 2
     assert "record 3" in capsys.readouterr().err
-    assert main([*args, f"out={tmp_path / 'b'}", "data.skip_bad_samples=true"]) == 0
+    assert main([*args, f"train.output_dir={tmp_path / 'b'}", "data.skip_bad_samples=true"]) == 0
     skipped = json.loads((tmp_path / "b" / "skipped_samples.json").read_text())
     assert [s["index"] for s in skipped] == [3] and "one video" in skipped[0]["reason"]
-    assert main(["--config", "train/configs/lvlm/align_tiny.yaml", f"out={tmp_path / 'c'}",
+    assert main(["--config", "train/configs/lvlm/align_tiny.yaml", f"train.output_dir={tmp_path / 'c'}",
                  f"data.train_json={world}", "train.llm_adapter=lora"]) == 2
 
 
 def test_tiny_model_overfits_8_samples_and_generates_their_captions(tmp_path):
     world = make_world(tmp_path / "w")
     run = tmp_path / "run"
-    assert main(["--config", "train/configs/lvlm/instruct_tiny.yaml", f"out={run}", f"data.train_json={world}",
+    assert main(["--config", "train/configs/lvlm/instruct_tiny.yaml", f"train.output_dir={run}", f"data.train_json={world}",
                  "train.llm_adapter=full", "train.batch_size=8", "train.max_steps=150", "train.lr=3e-3",
                  "train.warmup_ratio=0.05", "train.deepspeed=null", "data.p_inject=0", "train.log_every=25",
                  *FAST]) == 0
@@ -217,7 +244,7 @@ def test_tiny_model_overfits_8_samples_and_generates_their_captions(tmp_path):
 
 def test_standardising_projector_fits_on_the_training_features_and_travels_with_the_model(tmp_path, world):
     run = tmp_path / "std"
-    assert main(["--config", "train/configs/lvlm/instruct_tiny.yaml", f"out={run}", f"data.train_json={world}",
+    assert main(["--config", "train/configs/lvlm/instruct_tiny.yaml", f"train.output_dir={run}", f"data.train_json={world}",
                  "model.projector_type=std_linear", "model.skeleton_projector_type=std_mlp2x_gelu",
                  "train.deepspeed=null", "train.max_steps=2", "data.p_inject=1", *FAST]) == 0
     from ski_lvlm.data.feature_cache import FeatureCache
@@ -237,7 +264,7 @@ def test_standardising_projector_fits_on_the_training_features_and_travels_with_
 
 def test_summary_tokens_and_prealign_train_reload_and_generate(tmp_path, world, capsys):
     run = tmp_path / "sum"
-    assert main(["--config", "train/configs/lvlm/instruct_tiny.yaml", f"out={run}", f"data.train_json={world}",
+    assert main(["--config", "train/configs/lvlm/instruct_tiny.yaml", f"train.output_dir={run}", f"data.train_json={world}",
                  "model.projector_type=std_linear", "model.video_summary_tokens=2", "train.prealign_steps=5",
                  "train.deepspeed=null", "train.max_steps=2", *FAST]) == 0
     assert "prealign: video projector fitted to 8 answers in 5 steps" in capsys.readouterr().out
@@ -256,8 +283,8 @@ def test_tower_trainable_trains_the_tower_and_saves_plain_weights(tmp_path, worl
     from ski_lvlm.models.lvlm import load
 
     common = [f"data.train_json={world}", "train.deepspeed=null", "train.max_steps=2", "train.lr=1e-2", *FAST]
-    assert main(["--config", "train/configs/lvlm/instruct_tiny.yaml", f"out={tmp_path / 'frozen'}", *common]) == 0
-    assert main(["--config", "train/configs/lvlm/instruct_tiny.yaml", f"out={tmp_path / mode}",
+    assert main(["--config", "train/configs/lvlm/instruct_tiny.yaml", f"train.output_dir={tmp_path / 'frozen'}", *common]) == 0
+    assert main(["--config", "train/configs/lvlm/instruct_tiny.yaml", f"train.output_dir={tmp_path / mode}",
                  f"model.tower_trainable={mode}", *common]) == 0
     assert f"trainable parameters ({mode})" in capsys.readouterr().out
     frozen, _ = load(tmp_path / "frozen" / "final")
@@ -296,8 +323,8 @@ def test_packing_gives_the_losses_of_the_padded_run(tmp_path, world, capsys):
     """data.packing changes the layout, not the samples of a step: the same loss curve (float rounding)."""
     common = ["--config", "train/configs/lvlm/instruct_tiny.yaml", f"data.train_json={world}", "train.max_steps=3",
               "train.batch_size=3", "data.p_inject=0.5", "lora.dropout=0", "train.deepspeed=null", *FAST]
-    assert main([*common, f"out={tmp_path / 'padded'}"]) == 0
-    assert main([*common, f"out={tmp_path / 'packed'}", "data.packing=true"]) == 0
+    assert main([*common, f"train.output_dir={tmp_path / 'padded'}"]) == 0
+    assert main([*common, f"train.output_dir={tmp_path / 'packed'}", "data.packing=true"]) == 0
     assert "no padding, attention per sample (sdpa_varlen)" in capsys.readouterr().out
     assert losses(tmp_path / "packed") == pytest.approx(losses(tmp_path / "padded"), abs=1e-5)
 
@@ -306,8 +333,8 @@ def test_bf16_on_cpu_trains_close_to_fp32(tmp_path, world):
     """train.precision=bf16 on CPU: frozen weights in bf16, LoRA/projectors fp32 under bf16 autocast."""
     common = ["--config", "train/configs/lvlm/instruct_tiny.yaml", f"data.train_json={world}", "train.max_steps=2",
               "train.deepspeed=null", "lora.dropout=0", *FAST]
-    assert main([*common, f"out={tmp_path / 'fp32'}"]) == 0
-    assert main([*common, f"out={tmp_path / 'bf16'}", "train.precision=bf16"]) == 0
+    assert main([*common, f"train.output_dir={tmp_path / 'fp32'}"]) == 0
+    assert main([*common, f"train.output_dir={tmp_path / 'bf16'}", "train.precision=bf16"]) == 0
     exact, half = losses(tmp_path / "fp32"), losses(tmp_path / "bf16")
     assert exact.keys() == half.keys() == {1, 2}
     assert exact[1] != half[1]  # bf16 really computed something else...

@@ -28,10 +28,10 @@ def torchrun(nproc: int, args: list[str], timeout: int = 300) -> subprocess.Comp
 def test_two_processes_zero2_match_one_process_and_resume_only_with_two(tmp_path, capsys):
     world = make_world(tmp_path / "world")
     one = tmp_path / "one"
-    assert main([*COMMON, f"data.train_json={world}", f"out={one}", "train.batch_size=4"]) == 0
+    assert main([*COMMON, f"data.train_json={world}", f"train.output_dir={one}", "train.batch_size=4"]) == 0
 
     two = tmp_path / "two"  # packed as well: neither the layout nor the process count changes the losses
-    args = [*COMMON, f"data.train_json={world}", f"out={two}", "train.batch_size=2", "data.packing=true"]
+    args = [*COMMON, f"data.train_json={world}", f"train.output_dir={two}", "train.batch_size=2", "data.packing=true"]
     first = torchrun(2, [*args, "train.stop_after_steps=2"])
     assert first.returncode == 0, first.stderr[-3000:]
     ckpt = two / "checkpoints" / "step_00000002"
@@ -42,7 +42,7 @@ def test_two_processes_zero2_match_one_process_and_resume_only_with_two(tmp_path
                       "zero_pp_rank_1_mp_rank_00_optim_states.pt"], shards
 
     # another process count: a clear refusal, nothing written
-    assert main([*COMMON, f"data.train_json={world}", f"out={two}", "train.batch_size=4"]) == 2
+    assert main([*COMMON, f"data.train_json={world}", f"train.output_dir={two}", "train.batch_size=4"]) == 2
     err = capsys.readouterr().err
     assert "written by 2 process(es) and this run has 1" in err and "Resume with 2 process(es)" in err
     assert (two / "checkpoints" / "latest").read_text().strip() == "step_00000002"

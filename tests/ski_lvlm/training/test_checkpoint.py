@@ -85,3 +85,16 @@ def test_warmup_cosine_schedule():
     opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
     set_lr(opt, 0.25)
     assert opt.param_groups[0]["lr"] == 0.25
+
+
+def test_warmup_counting_the_current_step_moves_the_weights_at_step_0():
+    """The LVLM convention: warmup reaches base_lr at its last step, and the cosine part is unchanged."""
+    kw = dict(base_lr=2.0, total_steps=20, warmup_steps=4, min_lr=0.1)
+    assert [warmup_cosine(s, **kw, count_current=True) for s in range(4)] == [0.5, 1.0, 1.5, 2.0]
+    assert [warmup_cosine(s, **kw, count_current=True) for s in range(4, 21)] == \
+        [warmup_cosine(s, **kw) for s in range(4, 21)]
+    # per-group peak rates ride in lr_scale: the schedule runs in units of 1
+    a, b = torch.nn.Parameter(torch.zeros(1)), torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.SGD([{"params": [a], "lr_scale": 1e-3}, {"params": [b], "lr_scale": 3e-3}], lr=1.0)
+    set_lr(opt, warmup_cosine(0, base_lr=1.0, total_steps=20, warmup_steps=4, count_current=True))
+    assert [g["lr"] for g in opt.param_groups] == [0.25 * 1e-3, 0.25 * 3e-3]

