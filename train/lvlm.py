@@ -57,7 +57,7 @@ from ski_lvlm.models.encoders import VideoFeatureEncoder, load_skeleton_encoder,
 from ski_lvlm.models.lvlm import load
 from ski_lvlm.models.lvlm.compat import load_mm_projector
 from ski_lvlm.models.lvlm.presets import create_lvlm
-from ski_lvlm.models.lvlm.processing import IGNORE_INDEX, LabelError
+from ski_lvlm.models.lvlm.processing import IGNORE_INDEX
 from ski_lvlm.training.checkpoint import EXIT_INTERRUPTED, GracefulStop
 from ski_lvlm.training.distributed import (barrier, destroy, gathered_parameters, global_token_mean, init_deepspeed,
                                            init_distributed, load_deepspeed_config, world_info)
@@ -505,13 +505,11 @@ class LvlmRecipe:
             vc = self.model.config
             features = FrameSource(features, {sample_key(r): r["video_path"] for r in self.records
                                               if r.get("video_path")}, vc.num_frames, vc.frame_sampling)
-        try:
-            tokenized = tokenize_set(instruction_rows, self.processor, num_proc=cfg.data.num_proc)
-            ds = LvlmDataset(self.records, PretokenizedProcessor(self.processor, tokenized), features,
-                             p_inject=cfg.data.p_inject, video_summary_tokens=self.model.config.video_summary_tokens,
-                             seed=cfg.train.seed, skip_bad=cfg.data.skip_bad_samples, source=cfg.data.train_json)
-        except LabelError as e:
-            raise UserError(str(e)) from None
+        # a LabelError names the record whose labels cannot be found
+        tokenized = tokenize_set(instruction_rows, self.processor, num_proc=cfg.data.num_proc)
+        ds = LvlmDataset(self.records, PretokenizedProcessor(self.processor, tokenized), features,
+                         p_inject=cfg.data.p_inject, video_summary_tokens=self.model.config.video_summary_tokens,
+                         seed=cfg.train.seed, skip_bad=cfg.data.skip_bad_samples, source=cfg.data.train_json)
         if self.is_main and ds.skipped:
             atomic_write_json(self.out / "skipped_samples.json", [dataclasses.asdict(s) for s in ds.skipped])
         missing = {r["skeleton_path"] for r in self.records

@@ -11,7 +11,7 @@ import torch
 from transformers import AutoModelForCausalLM, BitsAndBytesConfig
 
 from ski_lvlm.models.lvlm.modeling import fit_vocab
-from ski_lvlm.models.lvlm.packing import PackingError, use_packed_attention
+from ski_lvlm.models.lvlm.packing import use_packed_attention
 from ski_lvlm.utils.errors import UserError
 
 __all__ = ["quantize_llm", "attach_lora", "enable_packing", "enable_gradient_checkpointing", "cast_frozen_to_bf16",
@@ -55,11 +55,11 @@ def attach_lora(model: torch.nn.Module, *, r: int, alpha: int, dropout: float, t
 
 
 def enable_packing(model: torch.nn.Module, *, allow_flash: bool) -> str:
-    """Per-sample attention inside one unpadded row; returns the attention implementation used."""
-    try:
-        return use_packed_attention(model.language_model, allow_flash=allow_flash)
-    except PackingError as e:
-        raise UserError(str(e)) from None
+    """Per-sample attention inside one unpadded row; returns the attention implementation used.
+
+    Raises PackingError (a SkiLvlmError) when the attention cannot keep packed samples apart.
+    """
+    return use_packed_attention(model.language_model, allow_flash=allow_flash)
 
 
 def enable_gradient_checkpointing(model: torch.nn.Module) -> None:
