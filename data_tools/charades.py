@@ -50,10 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-@cli_entry("ski-lvlm data charades")
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    csv_path, classes_path, videos_dir, out = Path(args.csv), Path(args.classes), Path(args.videos), Path(args.out)
+def _check_inputs(args: argparse.Namespace, csv_path: Path, classes_path: Path, videos_dir: Path, out: Path) -> None:
+    """Raise one :class:`UserError` listing every missing input and bad option."""
     problems = [f"{p}: not found" for p in (csv_path, classes_path) if not p.is_file()]
     if not videos_dir.is_dir():
         problems.append(f"{videos_dir}: video folder not found")
@@ -64,15 +62,10 @@ def main(argv: list[str] | None = None) -> int:
         problems.append(f"{out}: already exists (pass --overwrite to replace it)")
     if problems:
         raise UserError("\n  ".join(problems))
-    classes = read_charades_classes(classes_path)  # a CharadesFormatError names the file and line
-    videos, report = read_charades_csv(csv_path, skip_bad=args.skip_bad)
-    if not videos:
-        raise UserError(f"{csv_path}: no usable rows")
 
-    unknown = sorted({a.cls for v in videos for a in v.actions if a.cls not in classes})
-    if unknown:
-        raise UserError(f"{csv_path}: action classes not in {classes_path}: {', '.join(unknown[:10])}")
 
+def _find_videos(videos, videos_dir: Path) -> tuple[dict[str, Path], list[str]]:
+    """Video id -> file under ``videos_dir``, and the ids with no file (in CSV order)."""
     found: dict[str, Path] = {}
     missing_videos = []
     for v in videos:
@@ -81,18 +74,11 @@ def main(argv: list[str] | None = None) -> int:
             missing_videos.append(v.id)
         else:
             found[v.id] = path
-    kept = videos if args.keep_missing else [v for v in videos if v.id in found]
-    if not kept:
-        raise UserError(f"none of the {len(videos)} videos of {csv_path} were found in {videos_dir} "
-                        f"(expected <id>{'|'.join(VIDEO_EXTS)})")
+    return found, missing_videos
 
-    refs, ref_counts = caption_eval_set(kept, fallback_to_script=not args.no_script_fallback)
-    out_abs = out.resolve()
 
-    def rel_video(vid: str) -> str:
-        path = found.get(vid, videos_dir / f"{vid}.mp4")
-        return os.path.relpath(path.resolve(), out_abs)
-
+def _template_samples(kept, classes: dict[str, str], refs: dict[str, list[str]]) -> list[TemplateSample]:
+    """Per video: its action labels in time order, its references, and object/scene facts for QA."""
     samples = []
     for v in kept:
         labels = [classes[a.cls] for a in sorted(v.actions, key=lambda a: (a.start, a.end))]
@@ -103,19 +89,61 @@ def main(argv: list[str] | None = None) -> int:
         if v.scene:
             facts.append(("Where does this video take place?", f"It takes place in a {v.scene.lower()}."))
         samples.append(TemplateSample(v.id, labels, refs.get(v.id, []), facts))
+    return samples
+
+
+def _csv_text(header: list[str], rows) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(header)
+    w.writerows(rows)
+    return buf.getvalue()
+
+
+def _write_outputs(out: Path, overwrite: bool, json_files: dict[str, object], text_files: dict[str, str]) -> None:
+    """Write the JSON files (indented, UTF-8) and the CSV texts into ``out`` atomically."""
+    with atomic_dir(out, overwrite=overwrite) as tmp:
+        for name, obj in json_files.items():
+            (tmp / name).write_text(json.dumps(obj, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        for name, text in text_files.items():
+            (tmp / name).write_text(text, encoding="utf-8")
+
+
+@cli_entry("ski-lvlm data charades")
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    csv_path, classes_path, videos_dir, out = Path(args.csv), Path(args.classes), Path(args.videos), Path(args.out)
+    _check_inputs(args, csv_path, classes_path, videos_dir, out)
+    classes = read_charades_classes(classes_path)  # a CharadesFormatError names the file and line
+    videos, report = read_charades_csv(csv_path, skip_bad=args.skip_bad)
+    if not videos:
+        raise UserError(f"{csv_path}: no usable rows")
+
+    unknown = sorted({a.cls for v in videos for a in v.actions if a.cls not in classes})
+    if unknown:
+        raise UserError(f"{csv_path}: action classes not in {classes_path}: {', '.join(unknown[:10])}")
+
+    found, missing_videos = _find_videos(videos, videos_dir)
+    kept = videos if args.keep_missing else [v for v in videos if v.id in found]
+    if not kept:
+        raise UserError(f"none of the {len(videos)} videos of {csv_path} were found in {videos_dir} "
+                        f"(expected <id>{'|'.join(VIDEO_EXTS)})")
+
+    refs, ref_counts = caption_eval_set(kept, fallback_to_script=not args.no_script_fallback)
+    out_abs = out.resolve()
+    # video paths relative to --out; a missing video kept with --keep-missing gets <videos>/<id>.mp4
+    rel = {v.id: os.path.relpath(found.get(v.id, videos_dir / f"{v.id}.mp4").resolve(), out_abs) for v in kept}
+
+    samples = _template_samples(kept, classes, refs)
     qa = template_qa(samples, seed=args.seed, per_video=args.per_video, all_labels=list(classes.values()))
     no_qa = sorted({s.video_id for s in samples} - {q["video_id"] for q in qa})
-    rel = {v.id: rel_video(v.id) for v in kept}
     instructions = from_videochatgpt(qa, video_template="{id}")
     for rec in instructions:
         rec["video"] = rel[rec["id"]]
-
-    manifest = io.StringIO()
-    w = csv.writer(manifest, lineterminator="\n")
-    w.writerow(["video_path", "skeleton_path", "label"])
+    manifest_rows = []
     for v in kept:
         act = main_action(v)
-        w.writerow([rel[v.id], "", act.index if act else -1])
+        manifest_rows.append([rel[v.id], "", act.index if act else -1])
 
     report_obj = {
         "csv": str(csv_path), "classes": str(classes_path), "videos_dir": str(videos_dir),
@@ -126,21 +154,13 @@ def main(argv: list[str] | None = None) -> int:
         "videos_without_actions": sum(1 for v in kept if not v.actions),
         "qa_items": len(qa), "videos_without_qa": no_qa, "seed": args.seed, "per_video": args.per_video,
     }
-    with atomic_dir(out, overwrite=args.overwrite) as tmp:
-        def dump(name: str, obj) -> None:
-            (tmp / name).write_text(json.dumps(obj, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-
-        dump("caption_eval.json", refs)
-        dump("caption_benchmark.json", caption_benchmark(refs, args.question))
-        dump("qa.json", qa)
-        dump("instructions.json", instructions)
-        dump("report.json", report_obj)
-        (tmp / "manifest.csv").write_text(manifest.getvalue(), encoding="utf-8")
-        cls_buf = io.StringIO()
-        cw = csv.writer(cls_buf, lineterminator="\n")
-        cw.writerow(["id", "name"])
-        cw.writerows([int(c[1:]), n] for c, n in classes.items())
-        (tmp / "classes.csv").write_text(cls_buf.getvalue(), encoding="utf-8")
+    _write_outputs(
+        out, args.overwrite,
+        {"caption_eval.json": refs, "caption_benchmark.json": caption_benchmark(refs, args.question), "qa.json": qa,
+         "instructions.json": instructions, "report.json": report_obj},
+        {"manifest.csv": _csv_text(["video_path", "skeleton_path", "label"], manifest_rows),
+         "classes.csv": _csv_text(["id", "name"], ([int(c[1:]), n] for c, n in classes.items()))},
+    )
 
     miss = {k: n for k, n in report.missing.items() if n}
     print(f"{csv_path}: {report.rows} videos parsed, {len(report.skipped)} rows skipped; empty fields: "

@@ -52,6 +52,112 @@ def _blank(path: str, reason: str, msg: str) -> dict:
             "decoded_frames": 0, "fps": None, "width": None, "height": None, "duration": None}
 
 
+class _ScanPool:
+    """Worker processes scanning ``paths``, and the parent's record of which file each one holds.
+
+    Slot ``s`` is one worker at a time: ``current[s]`` / ``started[s]`` (shared memory) say which file it
+    took and when, ``conns[s]`` is the read end of its result pipe. A dead or killed worker is replaced in
+    the same slot.
+    """
+
+    def __init__(self, paths: list[str], workers: int, timeout: float, progress=None):
+        self.paths, self.timeout, self.progress = paths, timeout, progress
+        self.ctx = mp.get_context()
+        self.tasks = self.ctx.Queue()
+        for i, p in enumerate(paths):
+            self.tasks.put((i, p))
+        n_slots = min(workers, len(paths))
+        self.current = self.ctx.Array("q", [-1] * n_slots, lock=False)  # file index each worker holds (-1: none yet)
+        self.started = self.ctx.Array("d", [0.0] * n_slots, lock=False)  # time.monotonic() when it took that file
+        self.procs: dict[int, mp.process.BaseProcess] = {}  # slot -> process
+        self.conns: dict[int, Connection] = {}  # slot -> read end of its result pipe
+        self.killed: set[int] = set()
+        self.recs: list[dict | None] = [None] * len(paths)
+        self.left = len(paths)
+        for slot in range(n_slots):
+            self.spawn(slot)
+
+    def spawn(self, slot: int) -> None:
+        self.current[slot] = -1
+        r, w = self.ctx.Pipe(duplex=False)
+        pr = self.ctx.Process(target=_worker, args=(slot, self.tasks, w, self.timeout, self.current, self.started),
+                              daemon=True)
+        pr.start()
+        w.close()
+        self.procs[slot], self.conns[slot] = pr, r
+
+    def finish(self, i: int, rec: dict) -> None:
+        if self.recs[i] is None:
+            self.recs[i] = rec
+            self.left -= 1
+            if self.progress:
+                self.progress(1)
+
+    def read(self, conn: Connection) -> bool:
+        """Receive everything waiting on ``conn``; False once the worker's end is closed."""
+        try:
+            while conn.poll():
+                self.finish(*conn.recv())
+        except (EOFError, OSError):
+            return False
+        return True
+
+    def busy(self, slot: int) -> bool:
+        """The worker in ``slot`` holds a file that has no record yet."""
+        i = self.current[slot]
+        return i >= 0 and self.recs[i] is None
+
+    def reap(self, slot: int, now: float) -> None:
+        """Kill the worker in ``slot`` when it is past ``timeout + grace`` on one file; when it has ended,
+        record its file (``timeout`` if killed, else ``decode_error``) and start a new worker."""
+        pr = self.procs[slot]
+        if self.busy(slot) and now - self.started[slot] > self.timeout + _GRACE_S and pr.is_alive():
+            pr.kill()  # stuck inside a decoder while holding the GIL: nothing else stops it
+            self.killed.add(pr.pid)
+            pr.join(2)
+        if pr.is_alive():
+            return
+        pr.join()
+        self.read(self.conns[slot])  # whatever it sent before it ended
+        self.conns.pop(slot).close()
+        i = self.current[slot]
+        if i >= 0 and self.recs[i] is None:
+            why = "timeout" if pr.pid in self.killed else "decode_error"
+            self.finish(i, _blank(self.paths[i], why, f"worker stopped (exit code {pr.exitcode})"))
+        del self.procs[slot]
+        if self.left > 0:
+            self.spawn(slot)
+
+    def run(self) -> None:
+        """Collect records until every file has one."""
+        last_msg = time.monotonic()
+        while self.left > 0:
+            ready = wait(list(self.conns.values()), timeout=0.2)
+            for conn in ready:
+                self.read(conn)
+            if ready:
+                last_msg = time.monotonic()
+            now = time.monotonic()
+            for slot in list(self.procs):
+                self.reap(slot, now)
+            busy_any = any(self.busy(s) for s in self.procs)
+            if self.left > 0 and not busy_any and now - last_msg > self.timeout + _GRACE_S + 5:
+                for i, r in enumerate(self.recs):  # taken by a worker that died before recording it
+                    if r is None:
+                        self.finish(i, _blank(self.paths[i], "decode_error", "lost by a crashed worker"))
+
+    def close(self) -> None:
+        """Stop the workers (a sentinel each, then kill what does not exit) and close the pipes."""
+        for _ in self.procs:
+            self.tasks.put(None)
+        for pr in self.procs.values():
+            pr.join(2)
+            if pr.is_alive():
+                pr.kill()
+        for c in self.conns.values():
+            c.close()
+
+
 def scan_paths(paths: list[str], workers: int, timeout: float, progress=None) -> list[dict]:
     """Scan ``paths`` with ``workers`` processes; returns one record per path (same order).
 
@@ -66,89 +172,12 @@ def scan_paths(paths: list[str], workers: int, timeout: float, progress=None) ->
             if progress:
                 progress(1)
         return out
-    ctx = mp.get_context()
-    tasks = ctx.Queue()
-    for i, p in enumerate(paths):
-        tasks.put((i, p))
-    n_slots = min(workers, len(paths))
-    current = ctx.Array("q", [-1] * n_slots, lock=False)  # file index each worker holds (-1: none yet)
-    started = ctx.Array("d", [0.0] * n_slots, lock=False)  # time.monotonic() when it took that file
-    procs: dict[int, mp.process.BaseProcess] = {}  # slot -> process
-    conns: dict[int, Connection] = {}  # slot -> read end of its result pipe
-    killed: set[int] = set()
-    recs: list[dict | None] = [None] * len(paths)
-    left = len(paths)
-
-    def spawn(slot: int) -> None:
-        current[slot] = -1
-        r, w = ctx.Pipe(duplex=False)
-        pr = ctx.Process(target=_worker, args=(slot, tasks, w, timeout, current, started), daemon=True)
-        pr.start()
-        w.close()
-        procs[slot], conns[slot] = pr, r
-
-    def finish(i: int, rec: dict) -> None:
-        nonlocal left
-        if recs[i] is None:
-            recs[i] = rec
-            left -= 1
-            if progress:
-                progress(1)
-
-    def read(conn: Connection) -> bool:
-        """Receive everything waiting on ``conn``; False once the worker's end is closed."""
-        try:
-            while conn.poll():
-                finish(*conn.recv())
-        except (EOFError, OSError):
-            return False
-        return True
-
-    for slot in range(n_slots):
-        spawn(slot)
-    last_msg = time.monotonic()
+    pool = _ScanPool(paths, workers, timeout, progress)
     try:
-        while left > 0:
-            ready = wait(list(conns.values()), timeout=0.2)
-            for conn in ready:
-                read(conn)
-            if ready:
-                last_msg = time.monotonic()
-            now = time.monotonic()
-            for slot, pr in list(procs.items()):
-                i = current[slot]
-                busy = i >= 0 and recs[i] is None
-                if busy and now - started[slot] > timeout + _GRACE_S and pr.is_alive():
-                    pr.kill()  # stuck inside a decoder while holding the GIL: nothing else stops it
-                    killed.add(pr.pid)
-                    pr.join(2)
-                if pr.is_alive():
-                    continue
-                pr.join()
-                read(conns[slot])  # whatever it sent before it ended
-                conns.pop(slot).close()
-                i = current[slot]
-                if i >= 0 and recs[i] is None:
-                    why = "timeout" if pr.pid in killed else "decode_error"
-                    finish(i, _blank(paths[i], why, f"worker stopped (exit code {pr.exitcode})"))
-                del procs[slot]
-                if left > 0:
-                    spawn(slot)
-            busy_any = any(current[s] >= 0 and recs[current[s]] is None for s in procs)
-            if left > 0 and not busy_any and now - last_msg > timeout + _GRACE_S + 5:
-                for i, r in enumerate(recs):  # taken by a worker that died before recording it
-                    if r is None:
-                        finish(i, _blank(paths[i], "decode_error", "lost by a crashed worker"))
+        pool.run()
     finally:
-        for _ in procs:
-            tasks.put(None)
-        for pr in procs.values():
-            pr.join(2)
-            if pr.is_alive():
-                pr.kill()
-        for c in conns.values():
-            c.close()
-    return [r for r in recs if r is not None]
+        pool.close()
+    return [r for r in pool.recs if r is not None]
 
 
 def summarize(recs: list[dict], elapsed: float) -> dict:

@@ -18,7 +18,8 @@ import time
 from pathlib import Path
 
 from ski_lvlm.config import load_config
-from ski_lvlm.synthetic.world import CLASS_NAMES, DEFAULT_NOVEL, SyntheticConfig, generate_world
+from ski_lvlm.synthetic.actions import CLASS_NAMES, DEFAULT_NOVEL
+from ski_lvlm.synthetic.world import SyntheticConfig, generate_world
 from ski_lvlm.utils.errors import cli_entry
 
 

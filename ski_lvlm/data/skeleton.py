@@ -200,6 +200,91 @@ def _check_joint_lines(path: Path, lines: list[str], i: int) -> None:
                 raise SkeletonFormatError(path, i + k + 1, f"non-numeric joint value {v[:40]!r}") from None
 
 
+def _read_lines(path: Path) -> list[str]:
+    """The file's lines (``\\n`` or ``\\r\\n`` endings); non-ASCII bytes are read as latin-1 so that binary
+    garbage still gets a line-numbered error from the parser."""
+    with open(path, "rb") as f:
+        raw = f.read()
+    try:
+        text = raw.decode("ascii")
+    except UnicodeDecodeError:
+        text = raw.decode("latin-1")
+    return text.splitlines()
+
+
+def _walk_structure(path: Path, lines: list[str]) -> tuple[int, list[tuple[int, str, int]]]:
+    """Pass 1: walk the frame/body structure lines only, checking counts and field numbers.
+
+    Returns the header's frame count and one ``(frame, bodyID, first joint line index)`` per body record.
+    """
+    num_frames = _int_field(path, lines, 0, "the frame count")
+    if num_frames < 0:
+        raise SkeletonFormatError(path, 1, f"negative frame count {num_frames}")
+    records: list[tuple[int, str, int]] = []
+    i = 1
+    for t in range(num_frames):
+        n_bodies = _int_field(path, lines, i, f"the body count of frame {t + 1}")
+        if n_bodies < 0:
+            raise SkeletonFormatError(path, i + 1, f"negative body count {n_bodies}")
+        i += 1
+        for _ in range(n_bodies):
+            if i >= len(lines):
+                raise SkeletonFormatError(path, i + 1, f"file ends early: expected a body-info line in frame {t + 1}")
+            info = lines[i].split()
+            if len(info) != 10:
+                raise SkeletonFormatError(path, i + 1, f"body-info line has {len(info)} fields, expected 10")
+            i += 1
+            n_joints = _int_field(path, lines, i, "the joint count")
+            if n_joints != NUM_JOINTS:
+                raise SkeletonFormatError(path, i + 1, f"joint count is {n_joints}, expected {NUM_JOINTS}")
+            i += 1
+            if i + NUM_JOINTS > len(lines):
+                _check_joint_lines(path, lines, i)  # raises "ends early" at the right line
+            records.append((t, info[0], i))
+            i += NUM_JOINTS
+    for j in range(i, len(lines)):
+        if lines[j].strip():
+            raise SkeletonFormatError(path, j + 1, f"unexpected content after the last frame: {lines[j][:40]!r}")
+    return num_frames, records
+
+
+def _parse_joint_lines(path: Path, lines: list[str], records: list[tuple[int, str, int]]) -> np.ndarray:
+    """Pass 2: every joint line of the file in one ``np.loadtxt`` call (about 2x faster than per-body
+    parsing), with a per-line re-check on failure to name the bad line.
+
+    Returns float32 ``[len(records), 25, 7]``: x y z depthX depthY colorX colorY per joint.
+    """
+    joint_rows = np.zeros((0, 12), np.float32)
+    if records:
+        block = [ln for _, _, s0 in records for ln in lines[s0 : s0 + NUM_JOINTS]]
+        try:
+            joint_rows = np.loadtxt(block, dtype=np.float32, comments=None, ndmin=2)
+            ok = joint_rows.shape == (len(block), 12)
+        except ValueError:
+            ok = False
+        if not ok:
+            for _, _, s0 in records:
+                _check_joint_lines(path, lines, s0)  # raises at the first bad line
+            raise SkeletonFormatError(path, records[0][2] + 1, "could not parse the joint lines")
+    return joint_rows[:, :7].reshape(len(records), NUM_JOINTS, 7)
+
+
+def _track_bodies(
+    records: list[tuple[int, str, int]], joints_all: np.ndarray
+) -> dict[str, list[tuple[int, np.ndarray]]]:
+    """Group the body records by ``bodyID``: id -> list of (frame, [25, 7] joints), ids in order of first
+    appearance. The same id twice in one frame counts as another body (``id#2``, ...)."""
+    bodies: dict[str, list[tuple[int, np.ndarray]]] = {}
+    for (t, body_id, _), joints in zip(records, joints_all):
+        track = bodies.setdefault(body_id, [])
+        k = 2
+        while track and track[-1][0] == t:
+            track = bodies.setdefault(f"{body_id}#{k}", [])
+            k += 1
+        track.append((t, joints))
+    return bodies
+
+
 def read_ntu_skeleton(
     path: str | Path,
     max_bodies: int = 2,
@@ -225,68 +310,9 @@ def read_ntu_skeleton(
     if order not in ("motion", "file"):
         raise ValueError(f"order must be 'motion' or 'file', got {order!r}")
     path = Path(path)
-    with open(path, "rb") as f:
-        raw = f.read()
-    try:
-        text = raw.decode("ascii")
-    except UnicodeDecodeError:
-        text = raw.decode("latin-1")  # binary garbage still gets a line-numbered error below
-    lines = text.splitlines()
-
-    num_frames = _int_field(path, lines, 0, "the frame count")
-    if num_frames < 0:
-        raise SkeletonFormatError(path, 1, f"negative frame count {num_frames}")
-    # Pass 1 walks the structure lines only; pass 2 parses every joint line of the file in one
-    # np.loadtxt call (about 2x faster than per-body parsing), with a per-line re-check on failure.
-    records: list[tuple[int, str, int]] = []  # (frame, bodyID, first joint line index)
-    i = 1
-    for t in range(num_frames):
-        n_bodies = _int_field(path, lines, i, f"the body count of frame {t + 1}")
-        if n_bodies < 0:
-            raise SkeletonFormatError(path, i + 1, f"negative body count {n_bodies}")
-        i += 1
-        for _ in range(n_bodies):
-            if i >= len(lines):
-                raise SkeletonFormatError(path, i + 1, f"file ends early: expected a body-info line in frame {t + 1}")
-            info = lines[i].split()
-            if len(info) != 10:
-                raise SkeletonFormatError(path, i + 1, f"body-info line has {len(info)} fields, expected 10")
-            i += 1
-            n_joints = _int_field(path, lines, i, "the joint count")
-            if n_joints != NUM_JOINTS:
-                raise SkeletonFormatError(path, i + 1, f"joint count is {n_joints}, expected {NUM_JOINTS}")
-            i += 1
-            if i + NUM_JOINTS > len(lines):
-                _check_joint_lines(path, lines, i)  # raises "ends early" at the right line
-            records.append((t, info[0], i))
-            i += NUM_JOINTS
-    for j in range(i, len(lines)):
-        if lines[j].strip():
-            raise SkeletonFormatError(path, j + 1, f"unexpected content after the last frame: {lines[j][:40]!r}")
-
-    joint_rows = np.zeros((0, 12), np.float32)
-    if records:
-        block = [ln for _, _, s0 in records for ln in lines[s0 : s0 + NUM_JOINTS]]
-        try:
-            joint_rows = np.loadtxt(block, dtype=np.float32, comments=None, ndmin=2)
-            ok = joint_rows.shape == (len(block), 12)
-        except ValueError:
-            ok = False
-        if not ok:
-            for _, _, s0 in records:
-                _check_joint_lines(path, lines, s0)  # raises at the first bad line
-            raise SkeletonFormatError(path, records[0][2] + 1, "could not parse the joint lines")
-    joints_all = joint_rows[:, :7].reshape(len(records), NUM_JOINTS, 7)  # x y z dX dY cX cY
-
-    # bodyID -> list of (frame, [25, 7] joints)
-    bodies: dict[str, list[tuple[int, np.ndarray]]] = {}
-    for (t, body_id, _), joints in zip(records, joints_all):
-        track = bodies.setdefault(body_id, [])
-        k = 2
-        while track and track[-1][0] == t:  # the same id twice in one frame: treat the repeat as another body
-            track = bodies.setdefault(f"{body_id}#{k}", [])
-            k += 1
-        track.append((t, joints))
+    lines = _read_lines(path)
+    num_frames, records = _walk_structure(path, lines)
+    bodies = _track_bodies(records, _parse_joint_lines(path, lines, records))
 
     ids = list(bodies)  # insertion order = order of first appearance
     if order == "motion" and len(ids) > 1:

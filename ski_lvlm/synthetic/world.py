@@ -24,6 +24,10 @@ Determinism: every clip draws from its own ``numpy`` generator seeded with ``(se
 replication)``, so the same seed gives byte-identical skeleton files and annotation files whatever the
 worker count (and a class subset gives the same clips as the full world). Videos are encoded
 single-threaded. ``world.json`` records the generation time and is the only file that differs.
+
+Modules: :mod:`~ski_lvlm.synthetic.actions` (the classes and their words: captions, QA, class phrases),
+:mod:`~ski_lvlm.synthetic.clips` (one clip: simulate, write, describe), and this one (settings, the plan of
+clips, the annotation files and the world on disk).
 """
 
 from __future__ import annotations
@@ -44,140 +48,35 @@ import numpy as np
 from ski_lvlm.config import ConfigError, to_dict
 from ski_lvlm.data.protocols import write_protocol_files
 
+from ski_lvlm.synthetic.actions import (
+    ACTIONS,
+    CLASS_NAMES,
+    DEFAULT_NOVEL,
+    DESCRIBE_PROMPTS,
+    FAST_ABOVE,
+    SLOW_BELOW,
+    cap_first,
+    captions_for,
+    class_phrases,
+    qa_for,
+)
+from ski_lvlm.synthetic.clips import ClipSpec, make_clip
+
 __all__ = [
+    "SyntheticConfig",
+    "plan_clips",
+    "generate_world",
+    "held_out_subjects",
+    "validation_subjects",
+    "write_annotations",
+    # defined in ski_lvlm.synthetic.actions; imported from here too
     "CLASS_NAMES",
     "DEFAULT_NOVEL",
-    "ActionClass",
-    "ACTIONS",
-    "SyntheticConfig",
-    "ClipSpec",
-    "plan_clips",
-    "make_clip",
-    "generate_world",
-    "sample_name",
-    "camera_id",
-    "held_out_subjects",
     "class_phrases",
-    "QUESTIONS",
 ]
 
 # ----------------------------------------------------------------------------------------------------------
-# The classes
-
-
-@dataclass(frozen=True)
-class ActionClass:
-    """One action: its motion and the words that describe it (captions, QA, Charades fields)."""
-
-    name: str
-    motion: str  # key into ski_lvlm.synthetic.motions.MOTIONS
-    verb: str  # third person: "waves their left hand"
-    gerund: str  # "waving their left hand"
-    part: str  # the body part that moves most: "the left hand"
-    limb: tuple[str, str] | None  # ("hand" | "leg", "left" | "right" | "both") for "which hand/leg" questions
-    where: str = ""  # a short place phrase for captions: "above the shoulder"
-    detail: str = ""  # a participle clause: "swinging it from side to side"
-    objects: str = ""  # Charades ``objects`` field (';'-separated)
-
-
-def _sided(side: str) -> dict[str, ActionClass]:
-    return {
-        f"wave {side} hand": ActionClass(
-            f"wave {side} hand", f"wave_{side}", f"waves their {side} hand", f"waving their {side} hand",
-            f"the {side} hand", ("hand", side), "above the shoulder", "swinging the forearm from side to side"),
-        f"raise {side} hand": ActionClass(
-            f"raise {side} hand", f"raise_{side}", f"raises their {side} hand", f"raising their {side} hand",
-            f"the {side} arm", ("hand", side), "above the head", "lifting the straight arm up high"),
-        f"touch head with {side} hand": ActionClass(
-            f"touch head with {side} hand", f"touch_head_{side}", f"touches their head with their {side} hand",
-            f"touching their head with their {side} hand", f"the {side} hand", ("hand", side), "",
-            "resting the hand on top of the head with the elbow out"),
-        f"kick with {side} leg": ActionClass(
-            f"kick with {side} leg", f"kick_{side}", f"kicks with their {side} leg", f"kicking with their {side} leg",
-            f"the {side} leg", ("leg", side), "into the air in front of them",
-            "swinging the leg forward and snapping the knee straight"),
-    }
-
-
-_L, _R = _sided("left"), _sided("right")
-ACTIONS: dict[str, ActionClass] = {a.name: a for a in [
-    _L["wave left hand"], _R["wave right hand"], _L["raise left hand"], _R["raise right hand"],
-    _L["touch head with left hand"], _R["touch head with right hand"],
-    _L["kick with left leg"], _R["kick with right leg"],
-    ActionClass("drink water", "drink", "drinks water with their right hand", "drinking water with their right hand",
-                "the right hand", ("hand", "right"), "", "lifting the hand to the mouth and tilting the head back",
-                "cup"),
-    ActionClass("brush teeth", "brush_teeth", "brushes their teeth with their right hand",
-                "brushing their teeth with their right hand", "the right hand", ("hand", "right"), "",
-                "moving the hand quickly from side to side at the mouth", "toothbrush"),
-    ActionClass("sit down", "sit_down", "sits down", "sitting down", "the legs", None, "",
-                "bending the knees and lowering the hips as if onto a chair", "chair"),
-    ActionClass("stand up", "stand_up", "stands up", "standing up", "the legs", None, "",
-                "straightening the legs and rising from a seated position", "chair"),
-    ActionClass("clap", "clap", "claps their hands", "clapping their hands", "both hands", ("hand", "both"),
-                "in front of the chest", "bringing both hands together several times"),
-    ActionClass("bow", "bow", "bows", "bowing", "the upper body", None, "from the hips",
-                "bending the upper body forward and straightening up again"),
-    ActionClass("cross arms", "cross_arms", "crosses their arms", "crossing their arms", "both arms",
-                ("hand", "both"), "over the chest", "folding each hand onto the opposite upper arm"),
-    ActionClass("squat", "squat", "squats down", "squatting down", "the legs", None, "",
-                "bending both knees deeply with the arms held out in front"),
-    ActionClass("jump", "jump", "jumps", "jumping", "the whole body", None, "on the spot",
-                "swinging the arms up and pushing off with both legs"),
-    ActionClass("point with right hand", "point_right", "points with their right hand",
-                "pointing with their right hand", "the right arm", ("hand", "right"), "at something in front",
-                "stretching the right arm out at shoulder height"),
-    ActionClass("pick up", "pick_up", "picks something up with their right hand",
-                "picking something up with their right hand", "the upper body and the right hand", ("hand", "right"),
-                "from the floor", "bending down to reach the floor", "object"),
-    ActionClass("throw", "throw", "throws something with their right hand", "throwing something with their right hand",
-                "the right arm", ("hand", "right"), "over the shoulder",
-                "swinging the arm back behind the head and then forward", "ball"),
-]}
-
-CLASS_NAMES: tuple[str, ...] = (
-    "wave left hand", "wave right hand", "raise left hand", "raise right hand", "touch head with left hand",
-    "touch head with right hand", "kick with left leg", "kick with right leg", "drink water", "brush teeth",
-    "sit down", "stand up", "clap", "bow", "cross arms", "squat", "jump", "point with right hand", "pick up", "throw",
-)
-assert tuple(ACTIONS) == CLASS_NAMES
-
-DEFAULT_NOVEL: tuple[str, ...] = (
-    "wave right hand", "touch head with left hand", "kick with left leg", "raise left hand",
-)
-
-TEMPO_WORDS: dict[str, tuple[tuple[str, ...], str, str]] = {
-    # tempo -> (adverb phrases, adjective, QA answer)
-    "slow": (("slowly", "at a slow pace", "unhurriedly"), "slow", "Slowly."),
-    "normal": (("at a normal pace", "at a steady pace", "steadily"), "steady", "At a normal pace."),
-    "fast": (("quickly", "rapidly", "at a fast pace"), "fast", "Quickly."),
-}
-_SLOW_BELOW, _FAST_ABOVE = 0.9, 1.25  # speed factor thresholds (speed is drawn log-uniformly in 0.75..1.5)
-_WHO = (("a person", "the person"), ("a person", "the person"), ("an individual", "the individual"),
-        ("an adult", "the adult"))
-_DESCRIBE = (
-    "Describe what the person is doing in this video.",
-    "What is happening in this video?",
-    "Give a short description of the activity in the video.",
-    "Explain the action performed by the person in the video.",
-)
-# nominal Kinect v2 intrinsics, for the 2D colour/depth pixel columns of the .skeleton files
-_COLOR = (1081.37, 959.5, 539.5)
-_DEPTH = (365.46, 255.5, 211.5)
-
-
-def tempo_of(speed: float) -> str:
-    return "slow" if speed < _SLOW_BELOW else "fast" if speed > _FAST_ABOVE else "normal"
-
-
-def camera_id(azimuth: float) -> int:
-    """NTU-style camera number from the azimuth bin: 1 = front (|az| < 20), 2 = person's left, 3 = right."""
-    return 1 if abs(azimuth) < 20 else 2 if azimuth > 0 else 3
-
-
-def sample_name(setup: int, camera: int, subject: int, replication: int, action: int) -> str:
-    """NTU-style ``SsssCcccPpppRrrrAaaa`` (action = class id + 1)."""
-    return f"S{setup:03d}C{camera:03d}P{subject:03d}R{replication:03d}A{action:03d}"
+# Subjects
 
 
 def held_out_subjects(n_subjects: int) -> list[int]:
@@ -349,24 +248,6 @@ class SyntheticConfig:
 # Clips
 
 
-@dataclass(frozen=True)
-class ClipSpec:
-    """What one worker needs to make one clip."""
-
-    index: int  # position in the world (clip order)
-    label: int  # classes.csv id
-    canonical: int  # index in CLASS_NAMES (seeds the clip, so class subsets reproduce the same clips)
-    subject: int
-    replication: int
-    seed: int
-    size: int
-    fps: float
-    min_frames: int
-    max_frames: int
-    second_person: float
-    videos: bool
-
-
 def plan_clips(cfg: SyntheticConfig) -> list[ClipSpec]:
     """All clips in world order: class by class, then replication, then subject."""
     specs = []
@@ -376,213 +257,6 @@ def plan_clips(cfg: SyntheticConfig) -> list[ClipSpec]:
             specs.append(ClipSpec(len(specs), label, CLASS_NAMES.index(name), subject, rep, cfg.seed, cfg.size,
                                   cfg.fps, cfg.min_frames, cfg.max_frames, cfg.second_person, cfg.videos))
     return specs
-
-
-def _subject(seed: int, subject: int):
-    """Body proportions and tempo habit of one performer (the same in all their clips)."""
-    from ski_lvlm.synthetic.motions import sample_body
-
-    rng = np.random.default_rng(np.random.SeedSequence([seed, 7_000_003, subject]))
-    return sample_body(rng), float(rng.uniform(-0.1, 0.1))
-
-
-def _order_bodies(xyz: np.ndarray) -> np.ndarray:
-    """Put bodies in the order ``read_ntu_skeleton`` returns them: most motion first, ties in file order."""
-    from ski_lvlm.data.skeleton import body_motion
-
-    motions = []
-    for m in range(xyz.shape[-1]):
-        present = np.any(xyz[..., m] != 0, axis=(0, 2))
-        motions.append(body_motion(xyz[..., m][:, present].transpose(1, 2, 0)) if present.any() else -1.0)
-    order = sorted(range(xyz.shape[-1]), key=lambda m: -motions[m])
-    return xyz[..., order]
-
-
-def make_clip(spec: ClipSpec, out_dir: str | Path | None) -> dict[str, Any]:
-    """Simulate, write (when ``out_dir`` is given) and describe one clip.
-
-    Returns the sample name, label, frame count, the skeleton exactly as ``read_ntu_skeleton`` will read
-    it back (float32 ``[3, T, 25, 2]``) and the facts captions are written from.
-    """
-    from ski_lvlm.synthetic.motions import Camera, Style, idle_joints, motion_joints, sample_body, walk_joints
-    from ski_lvlm.synthetic.render import SCENES, render_background, render_frames, sample_look, sample_scene
-
-    rng = np.random.default_rng(np.random.SeedSequence([spec.seed, spec.canonical, spec.subject, spec.replication]))
-    body, habit = _subject(spec.seed, spec.subject)
-    action = ACTIONS[CLASS_NAMES[spec.canonical]]
-
-    # timing: faster performances are shorter; a little idle time before and after the action
-    speed = float(np.exp(rng.uniform(np.log(0.75), np.log(1.5)) + habit))
-    speed = float(np.clip(speed, 0.7, 1.6))
-    t_len = int(np.clip(round(1.6 * spec.fps / speed), spec.min_frames, spec.max_frames))
-    lead, tail = rng.uniform(0.0, 0.08, size=2)
-    start, end = lead * (t_len - 1), (1.0 - tail) * (t_len - 1)
-    frames = np.arange(t_len, dtype=np.float64)
-    tau = np.clip((frames - start) / max(end - start, 1.0), 0.0, 1.0)
-    t_sec = frames / spec.fps
-    style = Style(amp=float(rng.uniform(0.85, 1.15)), reps=float(rng.random()),
-                  phase=float(rng.uniform(0, 2 * np.pi)), aim=float(rng.random()))
-    joints = motion_joints(action.motion, tau, t_sec, body, style, rng)  # [T, 25, 3] body frame
-
-    camera = Camera(azimuth=float(rng.uniform(-60, 60)), elevation=float(rng.uniform(0, 25)),
-                    distance=float(rng.uniform(2.7, 3.6)),
-                    aim_height=float(0.55 * body.height + rng.uniform(-0.05, 0.05)))
-    actor_x = float(rng.uniform(-0.3, 0.3))
-    people = [camera.to_camera(joints, offset=(actor_x, 0.0))]
-    jitter = float(rng.uniform(0.002, 0.01))
-    bystander, builds = "none", [body.build]
-    if rng.random() < spec.second_person:
-        other = sample_body(rng)
-        builds.append(other.build)
-        side = 1.0 if rng.random() < 0.5 else -1.0
-        lateral, depth = actor_x + side * float(rng.uniform(0.9, 1.4)), float(rng.uniform(0.3, 1.4))
-        if rng.random() < 0.5:
-            bystander = "standing"
-            bj = camera.to_camera(idle_joints(t_sec, other, rng), offset=(0.0, depth),
-                                  azimuth=float(rng.uniform(-70, 70)))
-        else:
-            bystander = "walking"
-            walk_az = (1.0 if rng.random() < 0.5 else -1.0) * float(rng.uniform(75, 105))
-            bj = camera.to_camera(walk_joints(t_sec, other, rng, float(rng.uniform(0.5, 1.0))), offset=(0.0, depth),
-                                  azimuth=walk_az)
-        bj[..., 0] += lateral - bj[:, 0, 0].mean()  # centre its path on the chosen spot
-        people.append(bj)
-    xyz = np.zeros((3, t_len, 25, 2), np.float32)
-    for m, p in enumerate(people):
-        noisy = p + rng.normal(0.0, jitter, size=p.shape)
-        xyz[..., m] = noisy.transpose(2, 0, 1).astype(np.float32)
-    scene = sample_scene(rng)
-    looks = [sample_look(rng) for _ in people]
-    body_ids = [72057594037927936 + int(rng.integers(1, 10**6)) for _ in range(2)]
-
-    name = sample_name(scene.kind + 1, camera_id(camera.azimuth), spec.subject, spec.replication, spec.label + 1)
-    if out_dir is not None:
-        from ski_lvlm.data.skeleton import write_ntu_skeleton
-        from ski_lvlm.data.video import write_video
-
-        out_dir = Path(out_dir)
-        z = np.maximum(xyz[2], 1e-3)
-        present = np.any(xyz != 0, axis=0, keepdims=True)
-        color = np.where(present, np.stack([_COLOR[1] + _COLOR[0] * xyz[0] / z, _COLOR[2] - _COLOR[0] * xyz[1] / z]), 0)
-        depth = np.where(present, np.stack([_DEPTH[1] + _DEPTH[0] * xyz[0] / z, _DEPTH[2] - _DEPTH[0] * xyz[1] / z]), 0)
-        write_ntu_skeleton(out_dir / "skeletons" / f"{name}.skeleton", xyz, color_xy=color.astype(np.float32),
-                           depth_xy=depth.astype(np.float32), body_ids=body_ids)
-        if spec.videos:
-            background = render_background(scene, camera, spec.size)
-            video = render_frames([(xyz[..., m].transpose(1, 2, 0).astype(np.float64), looks[m], builds[m])
-                                   for m in range(len(people))], background, spec.size, camera)
-            write_video(out_dir / "videos" / f"{name}.mp4", video, spec.fps)
-    return {
-        "name": name, "label": spec.label, "class": action.name, "subject": spec.subject,
-        "replication": spec.replication, "frames": t_len, "xyz": _order_bodies(xyz),
-        "speed": round(speed, 4), "tempo": tempo_of(speed), "scene": SCENES[scene.kind],
-        "azimuth": round(camera.azimuth, 2), "elevation": round(camera.elevation, 2),
-        "distance": round(camera.distance, 3), "height": round(body.height, 3), "bystander": bystander,
-        "action_start": round(start / spec.fps, 2), "action_end": round(end / spec.fps, 2),
-        "length": round(t_len / spec.fps, 2),
-    }
-
-
-# ----------------------------------------------------------------------------------------------------------
-# Language: captions, QA, instructions
-
-
-def _cap(s: str) -> str:
-    return s[:1].upper() + s[1:]
-
-
-def captions_for(clip: dict[str, Any], rng: np.random.Generator) -> list[str]:
-    """3-5 captions of one clip; each names the action (with its body side/part) and most name the tempo."""
-    a = ACTIONS[clip["class"]]
-    adverbs, adj, _ = TEMPO_WORDS[clip["tempo"]]
-    adv = lambda: adverbs[int(rng.integers(len(adverbs)))]  # noqa: E731
-    a_who, the_who = _WHO[int(rng.integers(len(_WHO)))]
-    pool = [
-        f"{a_who} {a.verb} {adv()}.",
-        f"Someone is {a.gerund}, moving {adv()}.",
-        f"{the_who} {a.verb} {adv()}, {a.detail}.",
-        f"In a {clip['scene']}, {a_who} {a.verb} {adv()}.",
-        f"{a_who} {a.verb}, {a.detail}, and the movement is {adj}.",
-    ]
-    part = a.part.replace("the ", "their ")
-    if a.part.replace("the ", "") not in a.verb:  # name the body part where the verb does not
-        pool.append(f"{a_who} {a.verb} {adv()}, mostly moving {part}.")
-    if a.where:
-        pool.insert(0, f"{a_who} {a.verb} {adv()} {a.where}.")
-    first = pool[0]
-    rest = pool[1:]
-    picks = rng.choice(len(rest), size=int(rng.integers(2, 5)), replace=False)
-    caps = [first] + [rest[int(i)] for i in sorted(picks)]
-    if clip["bystander"] != "none":
-        verb = "walks past" if clip["bystander"] == "walking" else "stands nearby"
-        k = int(rng.integers(len(caps)))
-        caps[k] = caps[k][:-1] + f" while another person {verb} in the background."
-    return [_cap(c) for c in caps]
-
-
-# The world's closed questions by type (class_phrases.json maps each to its type for `eval captions`).
-QUESTIONS: dict[str, str] = {
-    "action": "What is the person doing in the video?",
-    "side": "Which {kind} does the person use?",
-    "part": "Which body part moves the most?",
-    "tempo": "How fast does the person move?",
-    "anyone_else": "Is there anyone else in the video?",
-    "scene": "Where does this take place?",
-}
-
-
-def qa_for(clip: dict[str, Any]) -> list[tuple[str, str]]:
-    """Question/answer pairs about the action, the hand or leg, the body part, the tempo and the scene."""
-    a = ACTIONS[clip["class"]]
-    qa = [(QUESTIONS["action"], f"The person is {a.gerund}.")]
-    if a.limb is not None:
-        kind, side = a.limb
-        ans = f"Both {kind}s." if side == "both" else f"The {side} {kind}."
-        qa.append((QUESTIONS["side"].format(kind=kind), ans))
-    qa.append((QUESTIONS["part"], _cap(a.part) + "."))
-    qa.append((QUESTIONS["tempo"], TEMPO_WORDS[clip["tempo"]][2]))
-    other = {"none": "No, the person is alone.", "standing": "Yes, another person stands in the background.",
-             "walking": "Yes, another person walks past in the background."}[clip["bystander"]]
-    qa.append((QUESTIONS["anyone_else"], other))
-    qa.append((QUESTIONS["scene"], f"In a {clip['scene']}."))
-    return qa
-
-
-def class_phrases(classes: list[str]) -> dict[str, Any]:
-    """What identifies each class, side and tempo in a caption: the contents of ``class_phrases.json``.
-
-    ``ski_lvlm.metrics.grounding`` reads it to tell a caption that names the clip's action from a generic
-    one. Per class: ``verbs``, the head verb's forms (third person, gerund, base: "waves", "waving",
-    "wave"; with the particle when the class name has it, "sits down", so that "another person stands
-    nearby" is not "stand up"); ``side`` (left/right/both, or null) and ``part``. The head verbs differ
-    between classes, so the verb and, for classes that share a verb (wave left/right hand), the side
-    identify the class. ``tempo`` lists each tempo's words; ``tempo_ignore`` the motion descriptions
-    that use a tempo word for something else ("moving the hand quickly from side to side" is how
-    brushing looks at any tempo).
-    """
-    from ski_lvlm.synthetic.render import SCENES
-
-    tempo_words = {w for advs, adj, _ in TEMPO_WORDS.values() for w in (*advs, adj)}
-    out: dict[str, Any] = {}
-    for name in classes:
-        a = ACTIONS[name]
-        forms = [a.verb.split()[0], a.gerund.split()[0], name.split()[0]]
-        particle = name.split()[1] if len(name.split()) > 1 and name.split()[1] in ("up", "down") else None
-        if particle and a.verb.split()[1] == particle:
-            forms = [f"{f} {particle}" for f in forms]
-        out[name] = {"verbs": forms, "side": a.limb[1] if a.limb else None, "part": a.part}
-    ignore = []
-    for a in ACTIONS.values():
-        words = a.detail.split()
-        hits = [i for i, w in enumerate(words) if w in tempo_words]
-        if hits:
-            ignore.append(" ".join(words[hits[0]:]))
-    questions = {QUESTIONS["side"].format(kind=k): "side" for k in ("hand", "leg")}
-    questions.update({q: t for t, q in QUESTIONS.items() if t != "side"})
-    return {"format": "ski-lvlm-class-phrases/1", "classes": out,
-            "sides": {"left": ["left"], "right": ["right"], "both": ["both"]},
-            "tempo": {t: [*advs, adj] for t, (advs, adj, _) in TEMPO_WORDS.items()},
-            "tempo_ignore": ignore, "scenes": list(SCENES), "questions": questions}
 
 
 def _csv_text(header: list[str], rows: list[list[Any]]) -> str:
@@ -605,24 +279,32 @@ def _du(path: Path) -> int:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
 
 
-def write_annotations(root: Path, cfg: SyntheticConfig, clips: list[dict[str, Any]]) -> dict[str, Any]:
-    """Write every index/annotation file of the world from the clip facts; return the split counts."""
-    classes, novel = cfg.class_list(), cfg.novel_list()
-    base = [c for c in classes if c not in novel]
-    held = set(held_out_subjects(cfg.subjects))
+_MANIFEST_HEADER = ["video_path", "skeleton_path", "label"]
+_CHARADES_HEADER = ["id", "subject", "scene", "quality", "relevance", "verified", "script", "objects",
+                    "descriptions", "actions", "length"]
+# the per-clip facts of clips.csv, in column order
+_FACTS = ["name", "class", "label", "subject", "replication", "frames", "length", "speed", "tempo", "scene",
+          "azimuth", "elevation", "distance", "height", "bystander", "action_start", "action_end"]
+
+
+def _write_class_lists(root: Path, classes: list[str], base: list[str], novel: list[str]) -> None:
+    """``classes.csv``, the zero-shot base/novel class lists and Charades' ``cNNN name`` class file."""
     _write(root / "classes.csv", _csv_text(["id", "name"], [[i, c] for i, c in enumerate(classes)]))
     _write(root / "zsl_base_classes.csv", _csv_text(["id", "name"], [[i, c] for i, c in enumerate(base)]))
     _write(root / "zsl_novel_classes.csv", _csv_text(["id", "name"], [[i, c] for i, c in enumerate(novel)]))
     _write(root / "Charades_v1_classes.txt", "".join(f"c{i:03d} {c}\n" for i, c in enumerate(classes)))
 
+
+def _split_rows(clips: list[dict[str, Any]], base: list[str], novel: list[str], held: set[int],
+                val_subjects: set[int]) -> dict[str, list[list[Any]]]:
+    """Manifest rows (``video_path, skeleton_path, label``) of every split, by split name (= file stem)."""
+
     def row(c: dict[str, Any], label: int) -> list[Any]:
         return [f"videos/{c['name']}.mp4", f"skeletons/{c['name']}.skeleton", label]
 
-    header = ["video_path", "skeleton_path", "label"]
     train = [c for c in clips if c["subject"] not in held]
     test = [c for c in clips if c["subject"] in held]
-    val_subjects = set(validation_subjects(cfg.subjects))
-    splits = {
+    return {
         "train": [row(c, c["label"]) for c in train],
         "test": [row(c, c["label"]) for c in test],
         "train_fit": [row(c, c["label"]) for c in train if c["subject"] not in val_subjects],
@@ -631,12 +313,45 @@ def write_annotations(root: Path, cfg: SyntheticConfig, clips: list[dict[str, An
         "zsl_base_val": [row(c, base.index(c["class"])) for c in test if c["class"] in base],
         "zsl_novel_test": [row(c, novel.index(c["class"])) for c in clips if c["class"] in novel],
     }
-    for split, rows in splits.items():
-        _write(root / f"{split}.csv", _csv_text(header, rows))
 
-    facts = ["name", "class", "label", "subject", "replication", "frames", "length", "speed", "tempo", "scene",
-             "azimuth", "elevation", "distance", "height", "bystander", "action_start", "action_end"]
-    _write(root / "clips.csv", _csv_text(facts, [[c[k] for k in facts] for c in clips]))
+
+def _clip_language(seed: int, c: dict[str, Any]) -> tuple[list[str], list[tuple[str, str]], dict[str, Any]]:
+    """Captions, QA pairs and the LLaVA instruction record of one clip.
+
+    Draws from the clip's own text generator (seeded like the clip, plus a stream id), so the text of a clip
+    does not depend on the other clips. The instruction asks for a description, then two of the QA pairs.
+    """
+    rng = np.random.default_rng(np.random.SeedSequence([seed, CLASS_NAMES.index(c["class"]), c["subject"],
+                                                        c["replication"], 1]))
+    caps = captions_for(c, rng)
+    pairs = qa_for(c)
+    turns = [{"from": "human", "value": "<video>\n" + DESCRIBE_PROMPTS[int(rng.integers(len(DESCRIBE_PROMPTS)))]},
+             {"from": "gpt", "value": caps[0]}]
+    for i in sorted(rng.choice(len(pairs), size=2, replace=False)):
+        q, ans = pairs[int(i)]
+        turns += [{"from": "human", "value": q}, {"from": "gpt", "value": ans}]
+    item = {"id": c["name"], "video": f"videos/{c['name']}.mp4", "skeleton": f"skeletons/{c['name']}.skeleton",
+            "conversations": turns}
+    return caps, pairs, item
+
+
+def _charades_row(c: dict[str, Any], caps: list[str]) -> list[Any]:
+    """One row of ``Charades_v1_*.csv`` (columns :data:`_CHARADES_HEADER`) for a clip and its captions."""
+    return [c["name"], f"P{c['subject']:03d}", cap_first(c["scene"]), 7, 7, "Yes", caps[0], ACTIONS[c["class"]].objects,
+            ";".join(caps), f"c{c['label']:03d} {c['action_start']:.2f} {c['action_end']:.2f}", f"{c['length']:.2f}"]
+
+
+def write_annotations(root: Path, cfg: SyntheticConfig, clips: list[dict[str, Any]]) -> dict[str, Any]:
+    """Write every index/annotation file of the world from the clip facts; return the split counts."""
+    classes, novel = cfg.class_list(), cfg.novel_list()
+    base = [c for c in classes if c not in novel]
+    held = set(held_out_subjects(cfg.subjects))
+    val_subjects = set(validation_subjects(cfg.subjects))
+    _write_class_lists(root, classes, base, novel)
+    splits = _split_rows(clips, base, novel, held, val_subjects)
+    for split, rows in splits.items():
+        _write(root / f"{split}.csv", _csv_text(_MANIFEST_HEADER, rows))
+    _write(root / "clips.csv", _csv_text(_FACTS, [[c[k] for k in _FACTS] for c in clips]))
     # cross-view and zero-shot validation manifests (ski_lvlm.data.protocols); new files only, so the
     # default protocol's files and counts stay what they were
     write_protocol_files(root, clips, classes, novel, held)
@@ -645,33 +360,18 @@ def write_annotations(root: Path, cfg: SyntheticConfig, clips: list[dict[str, An
     # the validation subjects' share of the training set, as caption/QA eval sets, for choosing settings
     # without looking at the test subjects (train on instructions_train_fit.json, score Charades_v1_val.csv)
     qa_val, instr_fit, charades_val = [], [], []
-
-    def charades_row(c: dict[str, Any], caps: list[str]) -> list[Any]:
-        return [c["name"], f"P{c['subject']:03d}", _cap(c["scene"]), 7, 7, "Yes", caps[0], ACTIONS[c["class"]].objects,
-                ";".join(caps), f"c{c['label']:03d} {c['action_start']:.2f} {c['action_end']:.2f}", f"{c['length']:.2f}"]
-
     for c in clips:
-        rng = np.random.default_rng(np.random.SeedSequence([cfg.seed, CLASS_NAMES.index(c["class"]), c["subject"],
-                                                            c["replication"], 1]))
-        caps = captions_for(c, rng)
+        caps, pairs, item = _clip_language(cfg.seed, c)
         captions[c["name"]] = caps
-        pairs = qa_for(c)
-        turns = [{"from": "human", "value": "<video>\n" + _DESCRIBE[int(rng.integers(len(_DESCRIBE)))]},
-                 {"from": "gpt", "value": caps[0]}]
-        for i in sorted(rng.choice(len(pairs), size=2, replace=False)):
-            q, ans = pairs[int(i)]
-            turns += [{"from": "human", "value": q}, {"from": "gpt", "value": ans}]
-        item = {"id": c["name"], "video": f"videos/{c['name']}.mp4", "skeleton": f"skeletons/{c['name']}.skeleton",
-                "conversations": turns}
         if c["subject"] in held:
             instr_test.append(item)
             qa += [{"video_id": c["name"], "q": q, "a": ans} for q, ans in pairs]
-            charades.append(charades_row(c, caps))
+            charades.append(_charades_row(c, caps))
         else:
             instr_train.append(item)
             if c["subject"] in val_subjects:
                 qa_val += [{"video_id": c["name"], "q": q, "a": ans} for q, ans in pairs]
-                charades_val.append(charades_row(c, caps))
+                charades_val.append(_charades_row(c, caps))
             else:
                 instr_fit.append(item)
     _write(root / "captions.json", _json(captions))
@@ -679,10 +379,8 @@ def write_annotations(root: Path, cfg: SyntheticConfig, clips: list[dict[str, An
     _write(root / "qa.json", _json(qa))
     _write(root / "instructions_train.json", _json(instr_train))
     _write(root / "instructions_test.json", _json(instr_test))
-    header = ["id", "subject", "scene", "quality", "relevance", "verified", "script", "objects", "descriptions",
-              "actions", "length"]
-    _write(root / "Charades_v1_test.csv", _csv_text(header, charades))
-    _write(root / "Charades_v1_val.csv", _csv_text(header, charades_val))
+    _write(root / "Charades_v1_test.csv", _csv_text(_CHARADES_HEADER, charades))
+    _write(root / "Charades_v1_val.csv", _csv_text(_CHARADES_HEADER, charades_val))
     _write(root / "qa_val.json", _json(qa_val))
     _write(root / "instructions_train_fit.json", _json(instr_fit))
     counts = {k: len(v) for k, v in splits.items()}
@@ -771,7 +469,7 @@ def generate_world(cfg: SyntheticConfig, progress: bool = True) -> dict[str, Any
             "coordinates": "camera space as Kinect v2 / NTU: metres, x towards the sensor's left (image right), y up, "
                            "z away from the sensor; skeletons.npz holds the same raw values as the .skeleton files "
                            "(no centring), bodies ordered most-motion first like read_ntu_skeleton",
-            "tempo_thresholds": {"slow_below": _SLOW_BELOW, "fast_above": _FAST_ABOVE},
+            "tempo_thresholds": {"slow_below": SLOW_BELOW, "fast_above": FAST_ABOVE},
         }
         record["bytes"] = _du(tmp)
         record["generation_seconds"] = round(time.perf_counter() - t0, 2)

@@ -15,16 +15,12 @@ from ski_lvlm.synthetic import motions as mo
 from ski_lvlm.data.charades import read_charades_csv
 from ski_lvlm.data.instructions import validate_llava
 from ski_lvlm.data.skeleton import read_ntu_skeleton
+from ski_lvlm.synthetic.actions import ACTIONS, CLASS_NAMES, DEFAULT_NOVEL
+from ski_lvlm.synthetic.clips import camera_id, make_clip, sample_name
 from ski_lvlm.synthetic.world import (
-    ACTIONS,
-    CLASS_NAMES,
-    DEFAULT_NOVEL,
     SyntheticConfig,
-    camera_id,
     generate_world,
-    make_clip,
     plan_clips,
-    sample_name,
     held_out_subjects,
 )
 from ski_lvlm.data.video import probe_video, read_frames
