@@ -391,6 +391,30 @@ def _reload_check(tmp: Path, info: dict, processor: Any, ref_model: nn.Module,
     return _max_diff(want, got), same_ids
 
 
+def _verify_export(tmp: Path, info: dict, processor: Any, reference: Any, merged: Any, *, wdtype: torch.dtype,
+                   dtype_name: str, skip_base: bool, atol: float, probe_seeds: tuple[int, ...], out: Path) -> float:
+    """The reload check: the export in ``tmp`` as a user would load it, in the export dtype, against the
+    training-time model (``merged`` in the merged layout), compared in fp32.
+
+    Records the outcome in ``info["reload_check"]`` and returns the max abs logit difference.
+
+    Raises:
+        ExportCheckError: the processor tokenises the probes differently, or the difference exceeds ``atol``.
+    """
+    ref_model, ref_name = _check_reference(reference, merged, wdtype=wdtype, dtype_name=dtype_name,
+                                           skip_base=skip_base)
+    diff, same_ids = _reload_check(tmp, info, processor, ref_model, probe_seeds)
+    info["reload_check"] = {"max_abs_diff": diff, "atol": atol, "probes": len(probe_seeds) * len(PROBE_PROMPTS),
+                            "reference": ref_name, "same_prompt_ids": same_ids, "passed": diff <= atol and same_ids}
+    if not same_ids:
+        raise ExportCheckError("reload check failed: the exported processor tokenises the probe prompts "
+                               "differently from the training-time processor")
+    if not diff <= atol:  # also catches NaN
+        raise ExportCheckError(f"reload check failed: max abs logit difference {diff:.3g} > {atol:g} between "
+                               f"the reloaded export and the {ref_name}; nothing was written to {out}")
+    return diff
+
+
 def export_run(
     run: str | Path,
     out: str | Path,
@@ -443,6 +467,7 @@ def export_run(
     reference.float()
 
     with atomic_dir(out, overwrite=overwrite) as tmp:
+        merged = None  # the merged layout's model (the reload check's reference)
         if layout == "adapter":
             _write_adapter_layout(tmp, final, reference, base_ref=base_ref, copy=copy, wdtype=wdtype,
                                   dtype_name=dtype_name, max_shard_size=max_shard_size, log=log)
@@ -456,19 +481,9 @@ def export_run(
         card_stub = "# SKI-LVLM export\n"  # replaced below; listed in the manifest with its final size
         atomic_write_text(tmp / "README.md", card_stub)
 
-        # --- reload check (the export as a user would load it, in the export dtype, compared in fp32)
         log("[export] reload check")
-        ref_model, ref_name = _check_reference(reference, None if layout == "adapter" else merged, wdtype=wdtype,
-                                               dtype_name=dtype_name, skip_base=not copy)
-        diff, same_ids = _reload_check(tmp, info, processor, ref_model, probe_seeds)
-        info["reload_check"] = {"max_abs_diff": diff, "atol": atol, "probes": len(probe_seeds) * len(PROBE_PROMPTS),
-                                "reference": ref_name, "same_prompt_ids": same_ids, "passed": diff <= atol and same_ids}
-        if not same_ids:
-            raise ExportCheckError("reload check failed: the exported processor tokenises the probe prompts "
-                                   "differently from the training-time processor")
-        if not diff <= atol:  # also catches NaN
-            raise ExportCheckError(f"reload check failed: max abs logit difference {diff:.3g} > {atol:g} between "
-                                   f"the reloaded export and the {ref_name}; nothing was written to {out}")
+        diff = _verify_export(tmp, info, processor, reference, merged, wdtype=wdtype, dtype_name=dtype_name,
+                              skip_base=not copy, atol=atol, probe_seeds=probe_seeds, out=out)
         atomic_write_text(tmp / "README.md", model_card(config=config, processor=processor, info=info,
                                                         run_dir=run_dir, run_info=run_info))
         info["files"] = _manifest(tmp)

@@ -28,8 +28,10 @@ SkeletonCLIP encoder's per-step features ``[T', width]`` of the skeleton prepare
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
@@ -340,7 +342,6 @@ def extract_features(items: list[FeatureItem], out: str | Path, video: VideoFeat
         BadItemError: an unreadable item when ``skip_bad`` is False (items encoded so far are kept).
     """
     import time
-    from collections import deque
     from concurrent.futures import ThreadPoolExecutor
 
     from tqdm import tqdm
@@ -353,75 +354,29 @@ def extract_features(items: list[FeatureItem], out: str | Path, video: VideoFeat
     todo = [it for it in items if it.id not in writer.done]
     bad: list[dict] = []
     no_skeleton: list[str] = []  # appended from loader threads (list.append is atomic)
-
-    def load(it: FeatureItem) -> tuple[FeatureItem, Any, Any, str | None]:
-        """(item, video, skeleton, None) or (item, None, error, path of the file that failed)."""
-        where = it.video
-        try:
-            if not it.video:
-                raise FileNotFoundError("no video path")
-            v = video.load(it.video, timeout=timeout)
-            where = it.skeleton
-            s = None
-            if skeleton is not None and it.skeleton:
-                if Path(it.skeleton).exists():
-                    s = skeleton.load(it.skeleton)  # a corrupt file is still a bad item
-                else:
-                    # No skeleton for this sample: cache its video features only ("no skeleton tokens"
-                    # downstream), never zeros and never a dropped item.
-                    no_skeleton.append(it.id)
-            return it, v, s, None
-        except Exception as e:  # noqa: BLE001 - reported per item below
-            return it, None, e, where
-
-    def encode(batch: list[tuple[FeatureItem, torch.Tensor, torch.Tensor | None]]) -> None:
-        vfeats = video.encode([v for _, v, _ in batch])
-        with_skel = [k for k, (_, _, s) in enumerate(batch) if s is not None]
-        sfeats = dict(zip(with_skel, skeleton.encode([batch[k][2] for k in with_skel]))) if with_skel else {}
-        for k, (it, _, _) in enumerate(batch):
-            feats = {"video": vfeats[k]}
-            if k in sfeats:
-                feats["skeleton"] = sfeats[k]
-            writer.add(it.id, feats)
+    load = functools.partial(_load_item, video=video, skeleton=skeleton, timeout=timeout, no_skeleton=no_skeleton)
 
     start = time.perf_counter()
     encoded = 0
     bar = tqdm(total=len(todo), desc="features", unit="video", disable=not progress, dynamic_ncols=True)
     try:
         with ThreadPoolExecutor(max(1, workers)) as pool:
-            pending: deque = deque()
-            it_todo = iter(todo)
             batch: list = []
-
-            def refill() -> None:
-                while len(pending) < 2 * batch_size:
-                    nxt = next(it_todo, None)
-                    if nxt is None:
-                        return
-                    pending.append(pool.submit(load, nxt))
-
-            refill()
-            while pending:
-                it, v, s, where = pending.popleft().result()
-                refill()
+            for it, v, s, where in _prefetched(pool, load, todo, depth=2 * batch_size):
                 if v is None:
                     if not skip_bad:
-                        if batch:  # keep the good items decoded before it
-                            encode(batch)
-                            encoded += len(batch)
+                        encoded += _encode_batch(batch, video, skeleton, writer)  # keep the good items before it
                         raise BadItemError(it, s)
                     bad.append({"id": it.id, "path": str(where), "error": f"{type(s).__name__}: {s}"})
                     bar.update(1)
                     continue
                 batch.append((it, v, s))
                 if len(batch) >= batch_size:
-                    encode(batch)
-                    encoded += len(batch)
+                    encoded += _encode_batch(batch, video, skeleton, writer)
                     bar.update(len(batch))
                     batch = []
             if batch:
-                encode(batch)
-                encoded += len(batch)
+                encoded += _encode_batch(batch, video, skeleton, writer)
                 bar.update(len(batch))
     except (BadItemError, KeyboardInterrupt):
         writer.flush()  # keep what is finished; a rerun resumes after it
@@ -434,3 +389,63 @@ def extract_features(items: list[FeatureItem], out: str | Path, video: VideoFeat
                "seconds": round(seconds, 3), "videos_per_s": round(encoded / seconds, 3) if seconds > 0 else None}
     writer.finish(items=ids, bad=bad, extra={"last_run": {k: v for k, v in summary.items() if k != "bad"}})
     return summary
+
+
+def _load_item(it: FeatureItem, *, video: VideoFeatureEncoder, skeleton: SkeletonFeatureEncoder | None,
+               timeout: float | None, no_skeleton: list[str]) -> tuple[FeatureItem, Any, Any, str | None]:
+    """Decode one item (in a loader thread) -> (item, video, skeleton, None), or (item, None, error, path of
+    the file that failed): errors are returned, not raised, so that the caller decides per item."""
+    where = it.video
+    try:
+        if not it.video:
+            raise FileNotFoundError("no video path")
+        v = video.load(it.video, timeout=timeout)
+        where = it.skeleton
+        s = None
+        if skeleton is not None and it.skeleton:
+            if Path(it.skeleton).exists():
+                s = skeleton.load(it.skeleton)  # a corrupt file is still a bad item
+            else:
+                # No skeleton for this sample: cache its video features only ("no skeleton tokens"
+                # downstream), never zeros and never a dropped item.
+                no_skeleton.append(it.id)
+        return it, v, s, None
+    except Exception as e:  # noqa: BLE001 - reported per item by the caller
+        return it, None, e, where
+
+
+def _prefetched(pool: Any, fn: Any, items: list, depth: int) -> Iterator:
+    """``fn(item)`` for each item in order, computed in ``pool`` with at most ``depth`` calls in flight (the
+    decoded videos waiting for the encoder bound the memory)."""
+    pending: deque = deque()
+    rest = iter(items)
+
+    def refill() -> None:
+        while len(pending) < depth:
+            nxt = next(rest, None)
+            if nxt is None:
+                return
+            pending.append(pool.submit(fn, nxt))
+
+    refill()
+    while pending:
+        result = pending.popleft().result()
+        refill()
+        yield result
+
+
+def _encode_batch(batch: list[tuple[FeatureItem, torch.Tensor, torch.Tensor | None]], video: VideoFeatureEncoder,
+                  skeleton: SkeletonFeatureEncoder | None, writer: FeatureCacheWriter) -> int:
+    """Encode a batch through the towers together (skeletons only for the items that have one) and add the
+    features to ``writer``; returns the number of items encoded."""
+    if not batch:
+        return 0
+    vfeats = video.encode([v for _, v, _ in batch])
+    with_skel = [k for k, (_, _, s) in enumerate(batch) if s is not None]
+    sfeats = dict(zip(with_skel, skeleton.encode([batch[k][2] for k in with_skel]))) if with_skel else {}
+    for k, (it, _, _) in enumerate(batch):
+        feats = {"video": vfeats[k]}
+        if k in sfeats:
+            feats["skeleton"] = sfeats[k]
+        writer.add(it.id, feats)
+    return len(batch)

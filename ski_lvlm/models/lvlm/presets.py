@@ -146,60 +146,21 @@ def create_lvlm(
         ``(model, processor)`` with the placeholder ids and counts wired into both; the backbone's
         vocabulary covers the placeholders (a pretrained one is resized, see ``fit_vocab``).
     """
-    from ski_lvlm.models.registry import lookup, resolve_model
+    from ski_lvlm.models.registry import resolve_model
 
     if seed is not None:
         torch.manual_seed(seed)
     preset = llm in TEXT_PRESETS
     llm = llm if preset else resolve_model(llm)
     tokenizer = resolve_model(tokenizer) if tokenizer is not None else None
-    # --- tokenizer
-    if tokenizer is not None:
-        tok = AutoTokenizer.from_pretrained(tokenizer)
-    elif preset:
-        style = TEXT_PRESETS[llm]["model_type"]
-        if style not in ("llama", "qwen2"):
-            style = "llama"
-        tok = train_tokenizer(corpus or DEFAULT_CORPUS, vocab_size=tokenizer_vocab_size, style=style)
-        if llm in TINY_TEMPLATES and chat_template == "auto":
-            chat_template = TINY_TEMPLATES[llm]
-    else:
-        try:
-            tok = AutoTokenizer.from_pretrained(llm)
-        except OSError:
-            if Path(llm).exists() or "/" in llm:
-                raise
-            lookup(llm)  # a bare name that is no folder, no hub id and no registry model: did-you-mean
-            raise
-    # --- video side
-    tower = VideoTower(video_encoder, max_frames) if video_encoder else None
-    if tower is not None:
-        video_feature_dim = video_feature_dim or tower.width
-        num_video_tokens = num_video_tokens or tower.num_tokens(num_frames) + video_summary_tokens
-    video_feature_dim = video_feature_dim or 1024
-    num_video_tokens = num_video_tokens or 356
+    # Order matters for a seeded build: the video tower is initialised before the backbone.
+    tok, chat_template = _load_tokenizer(llm, tokenizer, corpus, chat_template, tokenizer_vocab_size)
+    tower, video_feature_dim, num_video_tokens = _video_side(video_encoder, video_feature_dim, num_video_tokens,
+                                                             num_frames, max_frames, video_summary_tokens)
     processor = SkiLvlmProcessor(tok, chat_template=chat_template, num_video_tokens=num_video_tokens,
                                  num_skeleton_tokens=num_skeleton_tokens, system_prompt=system_prompt,
                                  max_length=max_length)
-    # --- backbone
-    if preset:
-        big = TEXT_PRESETS[llm].get("vocab_size")
-        tcfg = text_config(llm, vocab_size=big or len(tok), pad_token_id=tok.pad_token_id,
-                           bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id)
-        language_model = None
-        llm_name_or_path = None
-    else:
-        kw = {}
-        if dtype is not None:
-            kw["dtype"] = dtype
-        if quantization_config is not None:
-            kw["quantization_config"] = quantization_config
-        if attn_implementation is not None:
-            kw["attn_implementation"] = attn_implementation
-        language_model = AutoModelForCausalLM.from_pretrained(llm, **kw)
-        fit_vocab(language_model, len(tok))  # room for <video>/<skeleton>, which the processor added
-        tcfg = language_model.config
-        llm_name_or_path = str(Path(llm).resolve()) if Path(llm).exists() else llm
+    tcfg, language_model, llm_name_or_path = _backbone(llm, tok, dtype, quantization_config, attn_implementation)
     attn = attn_implementation or getattr(tcfg, "_attn_implementation", None)  # a loaded backbone's: sdpa
     config = SkiLvlmConfig(
         text_config=tcfg, llm_name_or_path=llm_name_or_path, video_feature_dim=video_feature_dim,
@@ -215,12 +176,90 @@ def create_lvlm(
     config.text_config._attn_implementation = attn
     model = SkiLvlmForConditionalGeneration(config, language_model=language_model)
     if tower is not None:
-        model.video_tower.load_state_dict(tower.state_dict())  # same random init as the probe above
+        model.video_tower.load_state_dict(tower.state_dict())  # same random init as the probe in _video_side
         model.video_tower.load_pretrained()
     if dtype is not None and quantization_config is None:
         model.to(dtype)
-    model.generation_config.pad_token_id = tok.pad_token_id
-    model.generation_config.eos_token_id = processor.stop_token_ids
-    # Placeholders are inputs only; their (untrained) output rows must never be sampled.
-    model.generation_config.suppress_tokens = [processor.video_token_id, processor.skeleton_token_id]
+    _set_generation_defaults(model, tok.pad_token_id, processor)
     return model, processor
+
+
+def _backbone(llm: str, tok: PreTrainedTokenizerFast, dtype: torch.dtype | None, quantization_config,
+              attn_implementation: str | None) -> tuple[object, torch.nn.Module | None, str | None]:
+    """``(text config, backbone, llm_name_or_path)``: a preset is only a config (the model builds a random
+    backbone from it, nothing to record); a pretrained LLM is loaded now and its name or folder recorded."""
+    if llm in TEXT_PRESETS:
+        big = TEXT_PRESETS[llm].get("vocab_size")
+        tcfg = text_config(llm, vocab_size=big or len(tok), pad_token_id=tok.pad_token_id,
+                           bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id)
+        return tcfg, None, None
+    language_model, llm_name_or_path = _pretrained_backbone(llm, len(tok), dtype, quantization_config,
+                                                            attn_implementation)
+    return language_model.config, language_model, llm_name_or_path
+
+
+def _load_tokenizer(llm: str, tokenizer: str | None, corpus: Iterable[str] | None, chat_template: str,
+                    vocab_size: int) -> tuple[PreTrainedTokenizerFast, str]:
+    """The tokenizer (a named one, the LLM's own, or a BPE trained on ``corpus`` for a preset) and the chat
+    template to use (a tiny preset's ``auto`` becomes its own template).
+
+    ``llm`` and ``tokenizer`` are already resolved (``resolve_model``).
+    """
+    from ski_lvlm.models.registry import lookup
+
+    if tokenizer is not None:
+        return AutoTokenizer.from_pretrained(tokenizer), chat_template
+    if llm in TEXT_PRESETS:
+        style = TEXT_PRESETS[llm]["model_type"]
+        if style not in ("llama", "qwen2"):
+            style = "llama"
+        tok = train_tokenizer(corpus or DEFAULT_CORPUS, vocab_size=vocab_size, style=style)
+        if llm in TINY_TEMPLATES and chat_template == "auto":
+            chat_template = TINY_TEMPLATES[llm]
+        return tok, chat_template
+    try:
+        return AutoTokenizer.from_pretrained(llm), chat_template
+    except OSError:
+        if Path(llm).exists() or "/" in llm:
+            raise
+        lookup(llm)  # a bare name that is no folder, no hub id and no registry model: did-you-mean
+        raise
+
+
+def _video_side(video_encoder: dict | None, video_feature_dim: int | None, num_video_tokens: int | None,
+                num_frames: int, max_frames: int, video_summary_tokens: int
+                ) -> tuple[VideoTower | None, int, int]:
+    """The probe tower (when ``video_encoder`` is set) and the video feature width and token count.
+
+    A tower fixes the width and count left as None; without one they default to 1024 and 356 (CLIP ViT-L
+    features: 100 frame + 256 patch tokens).
+    """
+    tower = VideoTower(video_encoder, max_frames) if video_encoder else None
+    if tower is not None:
+        video_feature_dim = video_feature_dim or tower.width
+        num_video_tokens = num_video_tokens or tower.num_tokens(num_frames) + video_summary_tokens
+    return tower, video_feature_dim or 1024, num_video_tokens or 356
+
+
+def _pretrained_backbone(llm: str, vocab_size: int, dtype: torch.dtype | None, quantization_config,
+                         attn_implementation: str | None) -> tuple[torch.nn.Module, str]:
+    """A pretrained causal LM with room for ``vocab_size`` ids, and the name or absolute path the config keeps."""
+    kw = {}
+    if dtype is not None:
+        kw["dtype"] = dtype
+    if quantization_config is not None:
+        kw["quantization_config"] = quantization_config
+    if attn_implementation is not None:
+        kw["attn_implementation"] = attn_implementation
+    language_model = AutoModelForCausalLM.from_pretrained(llm, **kw)
+    fit_vocab(language_model, vocab_size)  # room for <video>/<skeleton>, which the processor added
+    return language_model, str(Path(llm).resolve()) if Path(llm).exists() else llm
+
+
+def _set_generation_defaults(model: SkiLvlmForConditionalGeneration, pad_token_id: int | None,
+                             processor: SkiLvlmProcessor) -> None:
+    """Padding, the stop ids, and the placeholders suppressed: they are inputs only, and their (untrained)
+    output rows must never be sampled."""
+    model.generation_config.pad_token_id = pad_token_id
+    model.generation_config.eos_token_id = processor.stop_token_ids
+    model.generation_config.suppress_tokens = [processor.video_token_id, processor.skeleton_token_id]

@@ -153,7 +153,7 @@ def test_input_validation() -> None:
 
 
 def test_meteor_fallback_is_reported_not_mixed(monkeypatch) -> None:
-    monkeypatch.setattr(C.shutil, "which", lambda name: None)
+    monkeypatch.setattr(shutil, "which", lambda name: None)
     res = compute_caption_metrics({"a": ["a dog runs"]}, {"a": ["a dog is running"]}, metrics=("meteor", "rouge"))
     assert res["scores"]["METEOR"] is None
     assert res["meteor"]["backend"] is None and "java" in res["meteor"]["note"]
