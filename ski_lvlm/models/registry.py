@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from ski_lvlm.models.llm_shapes import TEXT_PRESETS
 from ski_lvlm.utils.errors import UserError
 
 __all__ = ["ModelEntry", "models", "ski_lvlm_home", "resolve_model", "prepare", "list_models", "lookup",
@@ -74,9 +75,7 @@ _REAL = {e.name: e for e in (
 
 @functools.cache
 def models() -> dict[str, ModelEntry]:
-    """Every named model by name (the presets module imports transformers, so this is built on first use)."""
-    from ski_lvlm.models.lvlm.presets import TEXT_PRESETS
-
+    """Every named model by name: the real ones, then the LLM shapes of :mod:`ski_lvlm.models.llm_shapes`."""
     table = dict(_REAL)
     for name, shape in TEXT_PRESETS.items():
         kind = "shape" if name.endswith("-7b") else "preset"

@@ -15,28 +15,13 @@ from typing import Iterable
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerFast
 
+from ski_lvlm.models.llm_shapes import TEXT_PRESETS
 from ski_lvlm.models.lvlm.configuration import SkiLvlmConfig
 from ski_lvlm.models.lvlm.modeling import SkiLvlmForConditionalGeneration, VideoTower, fit_vocab
 from ski_lvlm.models.lvlm.processing import SkiLvlmProcessor
 
 __all__ = ["TEXT_PRESETS", "CHATML_TEMPLATE", "DEFAULT_CORPUS", "train_tokenizer", "text_config", "create_lvlm"]
 
-# Architecture shapes only; vocab comes from the tokenizer for tiny presets.
-TEXT_PRESETS: dict[str, dict] = {
-    "tiny-llama": dict(model_type="llama", hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                       num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096,
-                       tie_word_embeddings=False),
-    "tiny-qwen2": dict(model_type="qwen2", hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                       num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096,
-                       tie_word_embeddings=True),
-    # 7B shapes (random init; for benchmarks and memory planning, not for quality).
-    "llama-7b": dict(model_type="llama", hidden_size=4096, intermediate_size=11008, num_hidden_layers=32,
-                     num_attention_heads=32, num_key_value_heads=32, max_position_embeddings=4096,
-                     vocab_size=32000, rms_norm_eps=1e-6, tie_word_embeddings=False),
-    "qwen2-7b": dict(model_type="qwen2", hidden_size=3584, intermediate_size=18944, num_hidden_layers=28,
-                     num_attention_heads=28, num_key_value_heads=4, max_position_embeddings=32768,
-                     vocab_size=152064, rms_norm_eps=1e-6, tie_word_embeddings=False),
-}
 TINY_TEMPLATES = {"tiny-llama": "vicuna_v1_1", "tiny-qwen2": "tokenizer"}
 
 CHATML_TEMPLATE = (
