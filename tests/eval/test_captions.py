@@ -129,7 +129,7 @@ def test_changed_settings_refused(world, model_dir, tmp_path, monkeypatch):
     assert captions.main(_argv(model_dir, world, out, "--limit", "1", "--prompt", "Other?")) == 2
     # another generation dtype would mix numbers too; float32 (the default) matches folders written before --dtype
     assert "dtype" not in json.loads((out / "settings.json").read_text())
-    assert captions.main(_argv(model_dir, world, out, "--limit", "1", "--qa", "none", "--dtype", "bfloat16")) == 2
+    assert captions.main(_argv(model_dir, world, out, "--limit", "1", "--qa", "none", "--dtype", "bf16")) == 2
 
 
 def test_bad_input_is_a_clear_error(world, tmp_path, capsys):
