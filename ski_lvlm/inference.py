@@ -187,13 +187,10 @@ class Captioner:
         ``dtype``: ``None`` = bf16 on CUDA, fp32 on CPU (or ``"fp32"`` / ``"bf16"`` / ``"fp16"`` / a torch dtype).
         """
         from ski_lvlm.models.lvlm import load
-        from ski_lvlm.utils.runtime import pick_device, resolve_dtype
+        from ski_lvlm.utils.runtime import pick_device
 
         dev = pick_device(device)
-        if isinstance(dtype, str):
-            dtype = resolve_dtype(dtype)
-        if dtype is None:
-            dtype = torch.bfloat16 if dev.type == "cuda" else torch.float32
+        dtype = resolve_generation_dtype("auto" if dtype is None else dtype, dev)
         model, processor = load(path, device=dev, dtype=dtype)
         return cls(model, processor, fast=fast, **kw)
 
@@ -208,13 +205,10 @@ class Captioner:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         from ski_lvlm.models.lvlm import SkiLvlmProcessor
-        from ski_lvlm.utils.runtime import pick_device, resolve_dtype
+        from ski_lvlm.utils.runtime import pick_device
 
         dev = pick_device(device)
-        if isinstance(dtype, str):
-            dtype = resolve_dtype(dtype)
-        if dtype is None:
-            dtype = torch.bfloat16 if dev.type == "cuda" else torch.float32
+        dtype = resolve_generation_dtype("auto" if dtype is None else dtype, dev)
         model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype).to(dev)
         return cls(model, SkiLvlmProcessor(AutoTokenizer.from_pretrained(path)), fast=fast, **kw)
 
