@@ -1,8 +1,8 @@
 """ski-lvlm eval probe: a linear probe of a video encoder's features on a labelled train/test split.
 
     ski-lvlm eval probe --world data/world --encoder lvlm:runs/quickstart/lvlm_instruct --out runs/probe_lvlm
-    ski-lvlm eval probe --world data/world --encoder embedding:runs/quickstart/ski_vlm/model --out runs/probe_emb
-    ski-lvlm eval probe --world data/world --encoder ski_vlm:runs/quickstart/ski_vlm/model --tokens temporal \\
+    ski-lvlm eval probe --world data/world --encoder embedding:runs/quickstart/ski_vlm/final --out runs/probe_emb
+    ski-lvlm eval probe --world data/world --encoder ski_vlm:runs/quickstart/ski_vlm/final --tokens temporal \\
         --val-from-train --out runs/probe_val
     ski-lvlm eval probe --train ntu/train.csv --test ntu/test.csv --classes ntu/classes.csv \\
         --encoder clip:ViT-B-32:openai --frames 8 --out runs/probe_ntu

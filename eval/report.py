@@ -8,10 +8,11 @@ Run-folder convention (what the quickstart writes; every part is optional)::
 
     RUN/world/                  the synthetic world (or --world DIR; also the default caption eval set:
                                 world/Charades_v1_test.csv + world/videos + world/qa.json)
-    RUN/<name>/model/           a SkeletonCLIP / ViFi-CLIP / SKI-VLM model folder (model_config.json),
-                                e.g. RUN/skeleton_clip, RUN/ski_vlm; <name> labels it; metrics.jsonl = its log
+    RUN/<name>/final/           a SkeletonCLIP / ViFi-CLIP / SKI-VLM model folder (model_config.json),
+                                e.g. RUN/skeleton_clip, RUN/ski_vlm; <name> labels it; train_log.jsonl = its log
+                                (runs from before issue 14: model/ and metrics.jsonl, still read)
     RUN/<name>/final/           a SKI-LVLM run (ski-lvlm train lvlm train.output_dir=RUN/<name>): train_log.jsonl,
-                                final/run_info.json (p_inject says whether skeletons were injected)
+                                final/config.json, final/run_info.json (p_inject says whether skeletons were injected)
     RUN/zero_shot/              written here: ski-lvlm eval zero-shot on the novel classes
                                 (results.json, results.md, confusion_<name>.png)
     RUN/captions/<name>/        written here: ski-lvlm eval captions per LVLM run (predictions.jsonl, results.*)
@@ -53,7 +54,7 @@ def run_zero_shot(run: Path, found: dict, args) -> tuple[dict | None, str | None
     res_path = out / "results.json"
     old = json.loads(res_path.read_text()) if res_path.is_file() else None
     if not found["vlm"]:
-        return (old, None) if old else (None, "no SkeletonCLIP / SKI-VLM model folder (RUN/<name>/model/) in the run")
+        return (old, None) if old else (None, "no SkeletonCLIP / SKI-VLM model folder (RUN/<name>/final/) in the run")
     if old and not args.rerun and set(found["vlm"]) <= set(old.get("models", {})):
         return old, None
     if args.skip_eval:

@@ -3,10 +3,11 @@
 Run (synthetic world, after the quickstart's training stages)::
 
     ski-lvlm eval zero-shot --world data/world --out runs/zero_shot \\
-        --model skeleton=runs/skeleton_clip/model --model vifi=runs/vifi_clip/model --model ski=runs/ski_vlm/model
+        --model skeleton=runs/skeleton_clip/final --model vifi=runs/vifi_clip/final --model ski=runs/ski_vlm/final
 
 Each ``--model LABEL=FOLDER`` is a model folder written by the training recipes (``model_config.json`` +
-``model.safetensors``); ``FOLDER#teacher`` selects the co-trained SkeletonCLIP inside a SKI-VLM folder. Video models (ViFi-CLIP, SKI-VLM) are evaluated from video alone: the skeleton
+``model.safetensors``), or the run folder holding it (its ``final/``; ``model/`` in runs from before issue
+14); ``FOLDER#teacher`` selects the co-trained SkeletonCLIP inside a SKI-VLM folder. Video models (ViFi-CLIP, SKI-VLM) are evaluated from video alone: the skeleton
 column of the manifest is never read, so no skeleton file needs to exist. SkeletonCLIP is evaluated
 skeleton-to-text (it has no video branch). Class prompts are rebuilt from the novel class names with the
 templates the model was trained with.
@@ -34,9 +35,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Zero-shot action recognition on unseen classes. Video models use video only (no skeleton "
                     "file is read); SkeletonCLIP models use skeletons. Writes results.json, results.md and "
                     "confusion-matrix PNGs.",
-        epilog="example: ski-lvlm eval zero-shot --world data/world --model ski=runs/ski_vlm/model --out runs/zs")
+        epilog="example: ski-lvlm eval zero-shot --world data/world --model ski=runs/ski_vlm/final --out runs/zs")
     p.add_argument("--model", action="append", required=True, metavar="LABEL=FOLDER",
-                   help="a model folder (repeat for a side-by-side table); FOLDER#teacher evaluates the "
+                   help="a model or run folder (repeat for a side-by-side table); FOLDER#teacher evaluates the "
                         "skeleton teacher inside a SKI-VLM folder")
     p.add_argument("--world", help="a synthetic world / dataset folder: uses zsl_novel_test.csv + zsl_novel_classes.csv")
     p.add_argument("--manifest", help="video_path,skeleton_path,label CSV (instead of --world)")

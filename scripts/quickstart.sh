@@ -34,11 +34,11 @@ ski-lvlm train skeleton-clip --config train/configs/skeleton_clip/tiny_cpu.yaml 
 
 stage "3. SKI-VLM (phase 2): video branch trained together with the SkeletonCLIP teacher"
 ski-lvlm train ski-vlm --config train/configs/ski_vlm/tiny_cpu.yaml \
-  data.root="$WORLD" model.teacher="$OUT/skeleton_clip/model" train.output_dir="$OUT/ski_vlm"
+  data.root="$WORLD" model.teacher="$OUT/skeleton_clip/final" train.output_dir="$OUT/ski_vlm"
 
 stage "4. zero-shot action recognition on the unseen classes (video only for SKI-VLM)"
 ski-lvlm eval zero-shot --world "$WORLD" --out "$OUT/zero_shot" \
-  --model skeleton_clip="$OUT/skeleton_clip/model" --model ski_vlm="$OUT/ski_vlm/model"
+  --model skeleton_clip="$OUT/skeleton_clip/final" --model ski_vlm="$OUT/ski_vlm/final"
 cat "$OUT/zero_shot/results.md"
 
 stage "5. the LVLM's video tower: a small CNN on the motion crop, all 20 classes of the training subjects"
@@ -52,7 +52,7 @@ ski-lvlm data charades --csv "$WORLD/Charades_v1_test.csv" --classes "$WORLD/Cha
 stage "7. SKI-LVLM instruct: SmolLM2-135M + LoRA, projectors trained, skeleton tokens injected with p=0.5"
 ski-lvlm train lvlm --config train/configs/lvlm/instruct_smol.yaml train.output_dir="$OUT/lvlm_instruct" \
   data.train_json="$WORLD/instructions_train.json" \
-  model.video_encoder="ski_vlm:$OUT/lvlm_tower/model" model.skeleton_encoder="skeleton_clip:$OUT/skeleton_clip/model"
+  model.video_encoder="ski_vlm:$OUT/lvlm_tower/final" model.skeleton_encoder="skeleton_clip:$OUT/skeleton_clip/final"
 
 stage "8. evaluate everything (zero-shot, probe, captions/QA from video only) and write the report"
 # bf16 generation: about 2x faster on CPUs with AMX, other greedy outputs (README: the quickstart)

@@ -23,7 +23,8 @@
 # LVLM=1: SmolLM2-135M + LoRA on xsub, p_inject 0 vs 0.5, per seed; reduced from instruct_smol.yaml to
 #   LVLM_OVERRIDES (default: 1 epoch, prealign 200 steps) and scored on the first LVLM_LIMIT (default 120)
 #   test-subject captions/QA with METEOR off. About 4 min per run on 2 idle cores, plus the video tower.
-# Finished steps (a model/ or results.json already there) are skipped, so a rerun resumes.
+# Finished steps (a final/ -- model/ in runs from before issue 14 -- or results.json already there) are
+# skipped, so a rerun resumes.
 # Writes $OUT/<protocol>/seed<s>/..., $OUT/<protocol>/compare_<arm>/compare.{json,md}, $OUT/table.md.
 source "$(dirname "$0")/_env.sh"
 OUT="${OUT:-runs/ski_ablation}"
@@ -48,6 +49,8 @@ ARMS="${ARMS:-vifi ski ski_feat}"
 WORLD="${WORLD:-$OUT/world}"
 START=$(date +%s)
 say() { echo "=== [$(( $(date +%s) - START ))s] $*"; }
+# A finished SkeletonCLIP / SKI-VLM run: final/ (model/ in runs from before issue 14; the loaders read both).
+trained() { [ -f "$1/final/model_config.json" ] || [ -f "$1/model/model_config.json" ]; }
 mkdir -p "$OUT"
 
 if [ ! -f "$WORLD/world.json" ]; then
@@ -99,20 +102,20 @@ train_seed() {  # protocol seed
     if ! grep -q "^  teacher: null" "$cfg"; then
       local kind=clip; grep -q "^  kind: ce" "$cfg" && kind=ce
       local tdir="$run/skeleton_clip_$kind"
-      if [ ! -f "$tdir/model/model_config.json" ]; then
+      if ! trained "$tdir"; then
         say "$p seed $s: SkeletonCLIP ($kind) teacher"
         ski-lvlm train skeleton-clip --config train/configs/skeleton_clip/tiny_cpu.yaml "${data[@]}" \
           loss.kind="$kind" train.output_dir="$tdir" "${TRAIN_OVR[@]}"
       fi
-      teacher=(model.teacher="$tdir/model")
-      [[ " ${models[*]} " == *" skeleton_clip_$kind="* ]] || models+=("skeleton_clip_$kind=$tdir/model")
+      teacher=(model.teacher="$tdir/final")
+      [[ " ${models[*]} " == *" skeleton_clip_$kind="* ]] || models+=("skeleton_clip_$kind=$tdir/final")
     fi
     if [ ! -f "$run/$arm/results.json" ]; then
       say "$p seed $s: $arm (${spec[*]})"
       ski-lvlm train ski-vlm --config "$cfg" "${data[@]}" "${teacher[@]}" train.output_dir="$run/$arm" \
         "${TRAIN_OVR[@]}" "${VIDEO_OVR[@]}" "${spec[@]:1}"
     fi
-    models+=("$arm=$run/$arm/model")
+    models+=("$arm=$run/$arm/final")
     [ -f "$run/zero_shot/scores_$arm.jsonl" ] || rescore=1
   done
   if [ "$rescore" = 1 ]; then  # every model again, so an arm added later is scored next to the others
@@ -148,16 +151,16 @@ if [ "$LVLM" = 1 ]; then
   ski-lvlm models prepare smollm2-135m > /dev/null
   for s in $SEEDS; do
     run="$OUT/lvlm/seed$s"
-    [ -f "$run/tower/model/model_config.json" ] || ski-lvlm train ski-vlm --config train/configs/ski_vlm/tiny_cpu_lvlm_tower.yaml \
+    trained "$run/tower" || ski-lvlm train ski-vlm --config train/configs/ski_vlm/tiny_cpu_lvlm_tower.yaml \
       data.root="$WORLD" train.output_dir="$run/tower" train.seed="$s"
-    [ -f "$OUT/xsub/seed$s/skeleton_clip_clip/model/model_config.json" ] || ski-lvlm train skeleton-clip \
+    trained "$OUT/xsub/seed$s/skeleton_clip_clip" || ski-lvlm train skeleton-clip \
       --config train/configs/skeleton_clip/tiny_cpu.yaml data.root="$WORLD" train.output_dir="$OUT/xsub/seed$s/skeleton_clip_clip" train.seed="$s"
     for pi in 0 0.5; do
       say "lvlm seed $s: p_inject=$pi"
       [ -d "$run/p$pi/final" ] || ski-lvlm train lvlm --config train/configs/lvlm/instruct_smol.yaml train.output_dir="$run/p$pi" \
         data.train_json="$WORLD/instructions_train.json" data.p_inject="$pi" train.seed="$s" \
-        model.video_encoder="ski_vlm:$run/tower/model" \
-        model.skeleton_encoder="skeleton_clip:$OUT/xsub/seed$s/skeleton_clip_clip/model" "${LVLM_OVR[@]}"
+        model.video_encoder="ski_vlm:$run/tower/final" \
+        model.skeleton_encoder="skeleton_clip:$OUT/xsub/seed$s/skeleton_clip_clip/final" "${LVLM_OVR[@]}"
       ski-lvlm eval captions --model "$run/p$pi/final" --eval-set "$WORLD/Charades_v1_test.csv" \
         --phrases "$WORLD/class_phrases.json" --qa "$WORLD/qa.json" --limit "$LVLM_LIMIT" --meteor off \
         --out "$run/captions_p$pi" --no-progress > /dev/null

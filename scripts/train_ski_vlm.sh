@@ -5,7 +5,7 @@
 #   NUM_GPUS=8 scripts/train_ski_vlm.sh train/configs/ski_vlm/ntu_48_12.yaml data.root=data/ntu60/zsl_48-12
 #   NUM_GPUS=1 scripts/train_ski_vlm.sh train/configs/ski_vlm/ntu_48_12.yaml   # same effective batch by accumulation
 #   LAUNCHER=deepspeed NUM_GPUS=4 scripts/train_ski_vlm.sh ...    # the deepspeed launcher (sets the rank env vars)
-#   LAUNCHER=python scripts/train_ski_vlm.sh train/configs/ski_vlm/tiny_cpu.yaml data.root=data/world model.teacher=runs/skeleton_clip/model
+#   LAUNCHER=python scripts/train_ski_vlm.sh train/configs/ski_vlm/tiny_cpu.yaml data.root=data/world model.teacher=runs/skeleton_clip/final
 #   NUM_GPUS=8 scripts/train_ski_vlm.sh train/configs/ski_vlm/ntu_48_12.yaml model.teacher=null loss.alpha=0 train.output_dir=runs/ntu_48_12/vifi_clip   # ViFi-CLIP baseline
 #   ... --resume                                                           # continue after preemption (SIGTERM-safe)
 #

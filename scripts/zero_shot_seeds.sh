@@ -26,10 +26,10 @@ for s in $SEEDS; do
   ski-lvlm train ski-vlm --config train/configs/ski_vlm/tiny_cpu_vifi.yaml \
     data.root="$WORLD" train.output_dir="$run/vifi_clip" train.seed="$s"
   ski-lvlm train ski-vlm --config train/configs/ski_vlm/tiny_cpu.yaml \
-    data.root="$WORLD" model.teacher="$run/skeleton_clip/model" train.output_dir="$run/ski_vlm" train.seed="$s"
+    data.root="$WORLD" model.teacher="$run/skeleton_clip/final" train.output_dir="$run/ski_vlm" train.seed="$s"
   ski-lvlm eval zero-shot --world "$WORLD" --out "$run/zero_shot" \
-    --model skeleton_clip="$run/skeleton_clip/model" --model vifi_clip="$run/vifi_clip/model" \
-    --model ski_vlm="$run/ski_vlm/model"
+    --model skeleton_clip="$run/skeleton_clip/final" --model vifi_clip="$run/vifi_clip/final" \
+    --model ski_vlm="$run/ski_vlm/final"
 done
 
 python - "$OUT" $SEEDS <<'EOF'

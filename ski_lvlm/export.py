@@ -26,6 +26,7 @@ folder loaded with the adapter *unmerged*, as it trained). In fp32 the max abs d
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import time
@@ -38,6 +39,7 @@ from torch import nn
 
 from ski_lvlm.models.lvlm.loading import INFO_FILE, CorruptExportError, ExportError, load, verify_manifest
 from ski_lvlm.utils.io import atomic_dir, atomic_write_json, atomic_write_text
+from ski_lvlm.utils.run_layout import ModelFolderError, resolve_model_dir
 from ski_lvlm.utils.runtime import resolve_dtype
 
 # ExportError, CorruptExportError and verify_manifest live with the loader (reading an export is loading);
@@ -70,11 +72,12 @@ class ExportResult:
 def resolve_final(run: str | Path) -> Path:
     """``RUN`` or ``RUN/final`` -> the final model folder (the one with ``config.json``)."""
     run = Path(run)
-    for cand in (run / "final", run):
-        if (cand / "config.json").is_file() and (cand / "processor_config.json").is_file():
-            return cand
     if not run.exists():
         raise ExportError(f"{run}: no such folder")
+    with contextlib.suppress(ModelFolderError):
+        final = resolve_model_dir(run, marker="processor_config.json")
+        if (final / "config.json").is_file():
+            return final
     raise ExportError(f"{run}: not a SKI-LVLM run (no final/config.json); did training finish? "
                       "(`ski-lvlm train lvlm ... train.output_dir=RUN` writes RUN/final)")
 

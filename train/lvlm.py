@@ -25,7 +25,8 @@ SIGTERM/SIGINT: the current step finishes, a checkpoint is saved and the run exi
 phases 1/2); ``train.stop_after_steps`` stops the same way but exits 0. Rerun the same command to resume.
 
 Setting names are those of phases 1/2 (``train.output_dir``, ``train.clip_grad``, ``train.keep_checkpoints``);
-the old ones (``out``, ``train.grad_clip``, ``train.keep_last``) still work and warn.
+the old ones (``out``, ``train.grad_clip``, ``train.keep_last``) still work and warn. So are the file names
+(``train_log.jsonl``, ``final/``: :mod:`ski_lvlm.utils.run_layout`).
 """
 
 from __future__ import annotations
@@ -70,6 +71,7 @@ from ski_lvlm.training.schedule import warmup_cosine
 from ski_lvlm.training.stepper import Stepper
 from ski_lvlm.utils.errors import UserError, cli_entry
 from ski_lvlm.utils.io import atomic_write_json
+from ski_lvlm.utils.run_layout import FINAL_DIR, TRAIN_LOG
 from ski_lvlm.utils.runtime import autocast, pick_device, seed_everything
 
 REPO = Path(__file__).resolve().parent.parent
@@ -696,7 +698,7 @@ class LvlmRecipe:
                "skeleton_frac": window["skel"] / max(window["samples"], 1), "time": time.time()}
         self.last_loss = rec["loss"]
         if self.is_main:
-            with open(self.out / "train_log.jsonl", "a", encoding="utf-8") as f:
+            with open(self.out / TRAIN_LOG, "a", encoding="utf-8") as f:
                 f.write(json.dumps(rec) + "\n")
             for k in ("loss", "lr", "tokens_per_s", "skeleton_frac"):
                 self.tb.add_scalar(f"train/{k}", rec[k], state.step)
@@ -717,8 +719,8 @@ class LvlmRecipe:
                         "command": "ski-lvlm train lvlm " + " ".join(self.argv)}
                 if self.model.video_tower is not None and self.cfg.model.tower_trainable == "lora":
                     self.model.video_tower.merge_adapters()  # saved as plain tower weights
-                save_final(self.out / "final", self.model, self.processor, run_info=info, save_full=save_full)
-                self.log(f"saved {self.out / 'final'} (load with ski_lvlm.models.lvlm.load)")
+                save_final(self.out / FINAL_DIR, self.model, self.processor, run_info=info, save_full=save_full)
+                self.log(f"saved {self.out / FINAL_DIR} (load with ski_lvlm.models.lvlm.load)")
         return 0
 
     def cleanup(self) -> None:

@@ -17,9 +17,10 @@ term also matches each skeleton with one of its own captions, which teaches the 
 beyond the class names. After training, skeleton-to-text zero-shot accuracy on the novel classes is
 written to ``OUT/results.json``.
 
-Outputs (``train.output_dir``): ``config.yaml``, ``metrics.jsonl`` (one line per optimizer step and per
-evaluation), ``checkpoints/step_*`` (resumable), ``model/`` (final weights + model_config.json),
-``results.json``. SIGTERM/SIGINT: the current step finishes, a checkpoint is saved, the run exits with
+Outputs (``train.output_dir``, the names all three recipes use): ``config.yaml``, ``train_log.jsonl`` (one
+line per optimizer step and per evaluation), ``checkpoints/step_*`` (resumable), ``final/`` (final weights +
+model_config.json), ``results.json``. Runs from before issue 14 have ``metrics.jsonl`` and ``model/``;
+readers still accept them (:mod:`ski_lvlm.utils.run_layout`). SIGTERM/SIGINT: the current step finishes, a checkpoint is saved, the run exits with
 code 143; rerun with ``--resume`` (or ``train.resume=auto``) to continue exactly where it stopped.
 """
 
@@ -47,6 +48,7 @@ from ski_lvlm.training.checkpoint import (EXIT_INTERRUPTED, GracefulStop, TrainS
 from ski_lvlm.training.schedule import set_lr, warmup_cosine
 from ski_lvlm.utils.errors import UserError, cli_entry
 from ski_lvlm.utils.io import atomic_write_json
+from ski_lvlm.utils.run_layout import FINAL_DIR, TRAIN_LOG, start_train_log
 from ski_lvlm.utils.runtime import seed_everything
 
 
@@ -332,13 +334,13 @@ class SkeletonCLIPRecipe:
                                f"batch {self.state.batch_in_epoch})")
         if self.acc.is_main_process:
             self.out.mkdir(parents=True, exist_ok=True)
-            if self.state.step == 0 and self.state.batch_in_epoch == 0:  # a fresh run: start a fresh log
-                (self.out / "metrics.jsonl").unlink(missing_ok=True)
+            # a fresh run starts a fresh log; a resumed one appends (an old run's metrics.jsonl is renamed)
+            start_train_log(self.out, fresh=self.state.step == 0 and self.state.batch_in_epoch == 0)
             save_config(self.cfg, self.out / "config.yaml", header="ski-lvlm train skeleton-clip --config config.yaml")
 
     def _log(self, record: dict) -> None:
         if self.acc.is_main_process:
-            with open(self.out / "metrics.jsonl", "a", encoding="utf-8") as f:
+            with open(self.out / TRAIN_LOG, "a", encoding="utf-8") as f:
                 f.write(json.dumps(record) + "\n")
 
     def _save(self) -> None:
@@ -431,7 +433,7 @@ class SkeletonCLIPRecipe:
             d = self.cfg.data
             self.raw.config["inference"] = {"templates": list(self.templates), "skeleton_frames": d.skeleton_frames,
                                             "skeleton_mode": d.skeleton_mode, "center": d.center}
-            save_model(self.raw, self.out / "model")
+            save_model(self.raw, self.out / FINAL_DIR)
             if self.val_set is not None:
                 results["base_val"] = _brief(self.evaluate(self.val_set, self.base_tokens, "val"))
             if self.novel_set is not None:
@@ -479,7 +481,7 @@ def main(argv: list[str] | None = None) -> int:
         n = results["novel"]
         recipe.acc.print(f"SkeletonCLIP zero-shot on {len(recipe.novel_set.class_names)} novel classes: "
                          f"top-1 {100 * n['top1']:.1f}% top-5 {100 * n['top5']:.1f}% (chance {100 * n['chance']:.1f}%)")
-    recipe.acc.print(f"model: {recipe.out / 'model'}")
+    recipe.acc.print(f"model: {recipe.out / FINAL_DIR}")
     return 0
 
 

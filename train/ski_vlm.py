@@ -3,7 +3,7 @@
 Run (CPU, synthetic world; see train/configs/ski_vlm/tiny_cpu.yaml)::
 
     ski-lvlm train ski-vlm --config train/configs/ski_vlm/tiny_cpu.yaml data.root=data/world \\
-        model.teacher=runs/skeleton_clip/model train.output_dir=runs/ski_vlm
+        model.teacher=runs/skeleton_clip/final train.output_dir=runs/ski_vlm
     # the ViFi-CLIP baseline: no teacher, alpha 0
     ski-lvlm train ski-vlm --config train/configs/ski_vlm/tiny_cpu_vifi.yaml data.root=data/world
 
@@ -24,9 +24,11 @@ bit-identical); ``true`` is the collaborative variant the released scripts ran. 
 ``alpha=0`` is the ViFi-CLIP baseline. At the end the video branch alone is evaluated zero-shot on the
 novel classes (no skeletons are read for that).
 
-Outputs (``train.output_dir``): ``config.yaml``, ``metrics.jsonl``, ``checkpoints/step_*`` (resumable),
-``model/`` (final SKI-VLM: ``load_video_clip(model/)`` gives the skeleton-free inference model),
-``results.json``. SIGTERM/SIGINT: finish the step, save, exit 143; rerun with ``--resume``.
+Outputs (``train.output_dir``, the names all three recipes use): ``config.yaml``, ``train_log.jsonl``,
+``checkpoints/step_*`` (resumable), ``final/`` (final SKI-VLM: ``load_video_clip(final/)`` gives the
+skeleton-free inference model), ``results.json``. Runs from before issue 14 have ``metrics.jsonl`` and
+``model/``; readers still accept them (:mod:`ski_lvlm.utils.run_layout`). SIGTERM/SIGINT: finish the
+step, save, exit 143; rerun with ``--resume``.
 """
 
 from __future__ import annotations
@@ -56,6 +58,7 @@ from ski_lvlm.training.checkpoint import (EXIT_INTERRUPTED, GracefulStop, TrainS
 from ski_lvlm.training.schedule import set_lr, warmup_cosine
 from ski_lvlm.utils.errors import UserError, cli_entry
 from ski_lvlm.utils.io import atomic_write_json
+from ski_lvlm.utils.run_layout import FINAL_DIR, TRAIN_LOG, ModelFolderError, resolve_model_dir, start_train_log
 from ski_lvlm.utils.runtime import seed_everything
 
 
@@ -141,7 +144,7 @@ class ModelConfig:
     templates: list[str] = field(default_factory=lambda: ["a video of a person {}."])
     """Prompt templates (class text = mean over templates). The original: ["a photo of a {}."]."""
     teacher: str | None = None
-    """SkeletonCLIP model folder from phase 1 (``runs/skeleton_clip/model``); None = ViFi-CLIP baseline."""
+    """SkeletonCLIP model folder from phase 1 (``runs/skeleton_clip/final``, or the run folder); None = ViFi-CLIP baseline."""
     teacher_trainable: bool = True
     """True: collaborative training (the teacher learns too); False: frozen teacher (distillation)."""
     lock_image_layers: int | None = None
@@ -304,6 +307,15 @@ def video_scores(video_model, dataset: ActionDataset, tokens: torch.Tensor, num_
 # ------------------------------------------------------------------------------------------------ recipe
 
 
+def _model_folder(path: str, key: str, hint: str = "") -> Path:
+    """The model folder a config key names (a model folder, or a run folder: final/, or an old run's model/),
+    with the key in the error, since the user wrote the path there."""
+    try:
+        return resolve_model_dir(path)
+    except ModelFolderError as e:
+        raise UserError(f"{key}: {e}" + (f" ({hint})" if hint else "")) from None
+
+
 class SKIVLMRecipe:
     """config -> setup (teacher, video model, data, optimizer, resume) -> train -> final zero-shot eval."""
 
@@ -315,8 +327,8 @@ class SKIVLMRecipe:
         m, lc = self.cfg.model, self.cfg.loss
         logit_mode = "clip" if lc.kind == "clip" else "none"
         if m.video_init:
-            folder = Path(m.video_init)
-            cfg = json.loads((folder / "model_config.json").read_text()) if (folder / "model_config.json").is_file() else {}
+            folder = _model_folder(m.video_init, "model.video_init")
+            cfg = json.loads((folder / "model_config.json").read_text())
             if cfg.get("kind") not in ("video_clip", "ski_vlm"):
                 raise UserError(f"model.video_init={folder}: not a VideoCLIP/SKI-VLM model folder")
             from ski_lvlm.models.ski_vlm import load_video_clip
@@ -330,9 +342,7 @@ class SKIVLMRecipe:
             video.lock_image_tower(m.lock_image_layers)
         teacher = None
         if m.teacher:
-            folder = Path(m.teacher)
-            if not (folder / "model_config.json").is_file():
-                raise UserError(f"model.teacher={folder}: not a model folder (run ski-lvlm train skeleton-clip first)")
+            folder = _model_folder(m.teacher, "model.teacher", "run ski-lvlm train skeleton-clip first")
             try:
                 teacher = load_skeleton_clip(folder)
             except ValueError as e:
@@ -401,13 +411,13 @@ class SKIVLMRecipe:
                                f"batch {self.state.batch_in_epoch})")
         if self.acc.is_main_process:
             self.out.mkdir(parents=True, exist_ok=True)
-            if self.state.step == 0 and self.state.batch_in_epoch == 0:  # a fresh run: start a fresh log
-                (self.out / "metrics.jsonl").unlink(missing_ok=True)
+            # a fresh run starts a fresh log; a resumed one appends (an old run's metrics.jsonl is renamed)
+            start_train_log(self.out, fresh=self.state.step == 0 and self.state.batch_in_epoch == 0)
             save_config(cfg, self.out / "config.yaml", header="ski-lvlm train ski-vlm --config config.yaml")
 
     def _log(self, record: dict) -> None:
         if self.acc.is_main_process:
-            with open(self.out / "metrics.jsonl", "a", encoding="utf-8") as f:
+            with open(self.out / TRAIN_LOG, "a", encoding="utf-8") as f:
                 f.write(json.dumps(record) + "\n")
 
     def _save(self) -> None:
@@ -507,7 +517,7 @@ class SKIVLMRecipe:
         if self.acc.is_main_process:
             self.raw.config["inference"] = {"templates": list(self.templates), "num_frames": self.cfg.data.num_frames}
             self.raw.video.config["inference"] = self.raw.config["inference"]
-            save_model(self.raw, self.out / "model")
+            save_model(self.raw, self.out / FINAL_DIR)
             if self.val_set is not None:
                 results["base_val"] = _brief(self.evaluate(self.val_set, self.base_tokens, "val"))
             if self.novel_set is not None:
@@ -534,7 +544,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "then evaluate the video branch zero-shot on the novel classes. Without a teacher and with "
                     "loss.alpha=0 it trains the ViFi-CLIP baseline.",
         epilog="example: ski-lvlm train ski-vlm --config train/configs/ski_vlm/tiny_cpu.yaml data.root=data/world "
-               "model.teacher=runs/skeleton_clip/model train.output_dir=runs/ski_vlm")
+               "model.teacher=runs/skeleton_clip/final train.output_dir=runs/ski_vlm")
     p.add_argument("--config", required=True, help="YAML config (train/configs/ski_vlm/*.yaml)")
     p.add_argument("--resume", action="store_true", help="continue from the run folder's latest checkpoint")
     p.add_argument("--local_rank", "--local-rank", type=int, default=None, help=argparse.SUPPRESS)  # deepspeed launcher
@@ -557,7 +567,7 @@ def main(argv: list[str] | None = None) -> int:
         name = "SKI-VLM" if cfg.model.teacher else "ViFi-CLIP"
         recipe.acc.print(f"{name} zero-shot (video only) on {len(recipe.novel_set.class_names)} novel classes: "
                          f"top-1 {100 * n['top1']:.1f}% top-5 {100 * n['top5']:.1f}% (chance {100 * n['chance']:.1f}%)")
-    recipe.acc.print(f"model: {recipe.out / 'model'}")
+    recipe.acc.print(f"model: {recipe.out / FINAL_DIR}")
     return 0
 
 

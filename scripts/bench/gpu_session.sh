@@ -58,10 +58,10 @@ step() {  # step NAME SECONDS CMD...
 step skeleton_clip 150 "${CLI[@]}" train skeleton-clip --config train/configs/skeleton_clip/tiny_cpu.yaml \
   data.root="$WORLD" train.output_dir="$OUT/skeleton_clip" train.device=cuda train.precision=bf16 train.epochs=3
 step ski_vlm 150 "${CLI[@]}" train ski-vlm --config train/configs/ski_vlm/tiny_cpu.yaml \
-  data.root="$WORLD" model.teacher="$OUT/skeleton_clip/model" train.output_dir="$OUT/ski_vlm" \
+  data.root="$WORLD" model.teacher="$OUT/skeleton_clip/final" train.output_dir="$OUT/ski_vlm" \
   train.device=cuda train.precision=bf16 train.epochs=3
 step zero_shot 90 "${CLI[@]}" eval zero-shot --world "$WORLD" --out "$OUT/zero_shot" --device cuda \
-  --model skeleton_clip="$OUT/skeleton_clip/model" --model ski_vlm="$OUT/ski_vlm/model"
+  --model skeleton_clip="$OUT/skeleton_clip/final" --model ski_vlm="$OUT/ski_vlm/final"
 BENCH=("$PY" scripts/bench/lvlm_step.py)
 step lvlm_step 200 "${BENCH[@]}" --mode gpu --steps 10 --warmup 3 --out "$OUT/lvlm_step.json"
 step lvlm_step_fast 240 "${BENCH[@]}" --mode gpu --steps 10 --warmup 3 --compile --lora-dropout 0 \

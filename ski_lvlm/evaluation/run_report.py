@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ski_lvlm.metrics.captions import CAPTION_METRICS
+from ski_lvlm.utils.run_layout import FINAL_DIR, TRAIN_LOG, ModelFolderError, find_train_log, resolve_model_dir
 
 __all__ = ["ASSETS", "discover", "build_report", "short_error"]
 
@@ -38,15 +39,33 @@ def _zero_shot_model(folder: Path) -> bool:
     return "novel_csv" not in data or data["novel_csv"] is not None
 
 
+def _phase12_run(folder: Path) -> bool:
+    """A SkeletonCLIP / SKI-VLM run, finished or not: its config.yaml's first line names the recipe. Its
+    train_log.jsonl must not make an unfinished one look like an LVLM run (all recipes use that name)."""
+    cfg_file = folder / "config.yaml"
+    if not cfg_file.is_file():
+        return False
+    with open(cfg_file, encoding="utf-8") as f:
+        return f.readline().startswith(("# ski-lvlm train skeleton-clip", "# ski-lvlm train ski-vlm"))
+
+
 def discover(run: Path, world: Path | None = None) -> dict[str, Any]:
-    """What a run folder holds: VLM model folders, LVLM runs, the world, earlier results."""
+    """What a run folder holds: VLM model folders, LVLM runs, the world, earlier results.
+
+    A SkeletonCLIP / SKI-VLM run's model is ``RUN/<name>/final/`` (``model/`` in runs from before issue 14);
+    an LVLM run has ``final/config.json`` or, unfinished, a ``train_log.jsonl``."""
     vlm, lvlm = {}, {}
     for sub in sorted(p for p in run.iterdir() if p.is_dir()):
         if sub.name in ("zero_shot", "captions", "probe", ASSETS, "world"):
             continue
-        if (sub / "model" / "model_config.json").is_file() and _zero_shot_model(sub):
-            vlm[sub.name] = sub / "model"
-        if (sub / "final" / "config.json").is_file() or (sub / "train_log.jsonl").is_file():
+        try:
+            model = resolve_model_dir(sub)
+        except ModelFolderError:
+            model = None
+        if model is not None and _zero_shot_model(sub):
+            vlm[sub.name] = model
+        if (sub / FINAL_DIR / "config.json").is_file() or (
+                model is None and not _phase12_run(sub) and (sub / TRAIN_LOG).is_file()):
             lvlm[sub.name] = sub
     world = world or (run / "world")
     return {"vlm": vlm, "lvlm": lvlm, "world": world if world.is_dir() else None}
@@ -118,11 +137,11 @@ def section_overview(rep, run: Path, found: dict, zs: dict | None = None,
             cfg = json.loads((folder / "model_config.json").read_text())
         except (OSError, json.JSONDecodeError):
             cfg = {}
-        rows.append([n, kind_label(cfg), f"{n}/model"])
+        rows.append([n, kind_label(cfg), _rel(run, folder)])
     for n, d in found["lvlm"].items():
         info = _run_info(d)
         kind = f"SKI-LVLM {info.get('stage', '?')} ({info.get('llm_adapter', '?')}), p_inject {info.get('p_inject', '?')}"
-        rows.append([n, kind, f"{n}/final" if (d / "final").is_dir() else f"{n}/ (no final/)"])
+        rows.append([n, kind, f"{n}/{FINAL_DIR}" if (d / FINAL_DIR).is_dir() else f"{n}/ (no {FINAL_DIR}/)"])
     if rows:
         s.table(["part", "kind", "folder"], rows, align="lll")
     else:
@@ -130,7 +149,7 @@ def section_overview(rep, run: Path, found: dict, zs: dict | None = None,
 
 
 def _run_info(d: Path) -> dict:
-    p = d / "final" / "run_info.json"
+    p = d / FINAL_DIR / "run_info.json"
     try:
         return json.loads(p.read_text()) if p.is_file() else {}
     except json.JSONDecodeError:
@@ -182,11 +201,14 @@ def section_training(rep, run: Path, found: dict) -> None:
 
     s = rep.section("Training curves")
     images, notes = [], []
-    groups = [("lvlm", "SKI-LVLM (train_log.jsonl)", {n: d / "train_log.jsonl" for n, d in found["lvlm"].items()}),
-              ("vlm", "SkeletonCLIP / SKI-VLM (metrics.jsonl)", {n: f.parent / "metrics.jsonl" for n, f in found["vlm"].items()})]
+    # each part's run folder is RUN/<name>; its log is train_log.jsonl (metrics.jsonl in old phase-1/2 runs)
+    groups = [("lvlm", "SKI-LVLM", {n: find_train_log(d) for n, d in found["lvlm"].items()}),
+              ("vlm", "SkeletonCLIP / SKI-VLM", {n: find_train_log(run / n) for n in found["vlm"]})]
     for key, title, logs in groups:
         series = {}
         for name, path in logs.items():
+            if path is None:
+                continue
             recs = [r for r in read_jsonl(path) if isinstance(r.get("loss"), (int, float)) and "step" in r]
             if recs:
                 series[name] = ([r["step"] for r in recs], [r["loss"] for r in recs])
@@ -203,7 +225,7 @@ def section_training(rep, run: Path, found: dict) -> None:
         notes += [f"{n}: loss {y[0]:.3f} (step {x[0]}) -> {y[-1]:.3f} (step {x[-1]}), {len(x)} log points"
                   for n, (x, y) in series.items()]
     if not images:
-        s.not_run("no train_log.jsonl / metrics.jsonl with loss records in the run folder")
+        s.not_run("no train_log.jsonl (or an old run's metrics.jsonl) with loss records in the run folder")
         return
     s.gallery(images)
     s.items(notes)

@@ -21,6 +21,7 @@ from tqdm import tqdm
 
 from ski_lvlm.metrics.classification import classification_metrics, clip_scores
 from ski_lvlm.utils.errors import UserError
+from ski_lvlm.utils.run_layout import resolve_model_dir
 
 __all__ = ["KIND_LABEL", "kind_label", "evaluate_model", "evaluate_zero_shot", "markdown_table", "plot_confusion"]
 
@@ -46,10 +47,8 @@ def evaluate_model(path: str | Path, manifest: Path, classes_csv: Path, *, devic
     from ski_lvlm.models.ski_vlm import load_model, load_skeleton_clip, text_tokenizer, tokenize_classes
 
     teacher = str(path).endswith("#teacher")  # the co-trained SkeletonCLIP inside a SKI-VLM folder
-    path = Path(str(path)[: -len("#teacher")] if teacher else path)
+    path = resolve_model_dir(str(path)[: -len("#teacher")] if teacher else path)  # a run folder: its final/
     cfg_file = path / "model_config.json"
-    if not cfg_file.is_file():
-        raise UserError(f"{path}: not a model folder (no model_config.json)")
     cfg = json.loads(cfg_file.read_text())
     kind = cfg.get("kind")
     if kind not in KIND_LABEL:

@@ -39,6 +39,8 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
+from ski_lvlm.utils.run_layout import ModelFolderError, resolve_model_dir
+
 __all__ = ["ProbeEncoder", "EmbeddingEncoder", "TowerEncoder", "CacheEncoder", "load_probe_encoder", "fit_probe",
            "check_classes", "subject_of", "split_by_subject", "probe_key", "run_probe", "TOKEN_CHOICES", "DEFAULT_C"]
 
@@ -227,9 +229,10 @@ def _lvlm_tower(folder: Path):
 
     from ski_lvlm.models.lvlm import VideoTower
 
-    final = folder / "final" if (folder / "final" / "config.json").is_file() else folder
-    if not (final / "config.json").is_file():
-        raise FileNotFoundError(f"{folder}: not an LVLM run, final/ or export folder (no config.json)")
+    try:
+        final = resolve_model_dir(folder, marker="config.json")
+    except ModelFolderError as e:
+        raise ModelFolderError(f"not an LVLM run, final/ or export folder: {e}") from None
     cfg = json.loads((final / "config.json").read_text(encoding="utf-8"))
     if not cfg.get("video_encoder"):
         raise ValueError(f"{final}/config.json: the model has no video tower (video_encoder is empty)")

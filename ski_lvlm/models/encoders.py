@@ -22,6 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ski_lvlm.utils.run_layout import resolve_model_dir
+
 __all__ = ["state_dict_sha256", "VideoFeatureEncoder", "SkeletonFeatureEncoder", "load_video_encoder",
            "load_skeleton_encoder"]
 
@@ -135,7 +137,8 @@ def load_video_encoder(spec: str, frames: int = 100, max_frames: int = 100, devi
                        sampling: str = "segment_middle", layer: int = -2, resize: str = "bilinear"
                        ) -> VideoFeatureEncoder:
     """``clip:ARCH[:PRETRAINED]`` (open_clip tower; PRETRAINED = tag or local file) or ``ski_vlm:FOLDER``
-    (the image tower of a SKI-VLM / VideoCLIP checkpoint folder written by ``ski_lvlm.models.ski_vlm``)."""
+    (the image tower of a SKI-VLM / VideoCLIP model folder written by ``ski_lvlm.models.ski_vlm``, or the
+    run folder holding it)."""
     device = torch.device(device)
     kind, name, weights = _parse_spec(spec, "video encoder")
     if kind == "clip":
@@ -208,7 +211,7 @@ class SkeletonFeatureEncoder:
 
 def load_skeleton_encoder(spec: str, num_frames: int | None = None, center: bool | None = None,
                           device: str | torch.device = "cpu", mode: str | None = None) -> SkeletonFeatureEncoder:
-    """``skeleton_clip:FOLDER`` (a SkeletonCLIP or SKI-VLM folder; its skeleton encoder) or
+    """``skeleton_clip:FOLDER`` (a SkeletonCLIP or SKI-VLM model or run folder; its skeleton encoder) or
     ``random:PRESET[:SEED]`` (a randomly initialised preset, e.g. ``random:tiny``; for tests and smoke runs).
 
     ``num_frames`` / ``mode`` / ``center`` left as None come from the checkpoint's recorded training
@@ -220,11 +223,11 @@ def load_skeleton_encoder(spec: str, num_frames: int | None = None, center: bool
     if kind in ("skeleton_clip", "ski_vlm"):
         from ski_lvlm.models.ski_vlm import load_skeleton_clip
 
-        folder = name if rest is None else f"{name}:{rest}"
+        folder = resolve_model_dir(name if rest is None else f"{name}:{rest}")
         model = load_skeleton_clip(folder)
         encoder, config = model.encoder, {"kind": "skeleton_clip", "model_config": model.config}
         # The training settings live in the folder's model_config.json (the rebuilt model does not keep them).
-        saved = json.loads((Path(folder) / "model_config.json").read_text(encoding="utf-8"))
+        saved = json.loads((folder / "model_config.json").read_text(encoding="utf-8"))
         if saved.get("kind") == "ski_vlm":
             saved = saved.get("skeleton") or {}
         recorded = dict(saved.get("inference") or {})

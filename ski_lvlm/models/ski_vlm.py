@@ -40,6 +40,7 @@ from ski_lvlm.models.clip_towers import (
     FRAME_INPUTS, apply_frame_input, create_clip, embed_dim, frame_features, get_tokenizer, lock_text_body,
 )
 from ski_lvlm.models.skeleton_encoder import SkeletonEncoder, skeleton_encoder_config
+from ski_lvlm.utils.run_layout import resolve_model_dir
 
 __all__ = [
     "SkeletonCLIP", "VideoCLIP", "SKIVLM", "encode_clip_text", "build_skeleton_clip", "build_video_clip",
@@ -389,13 +390,13 @@ def save_model(model: nn.Module, out_dir: str | Path) -> None:
 
 
 def _read_model_dir(path: str | Path) -> tuple[dict, dict[str, torch.Tensor]]:
+    """(config, weights) of a model folder; a run folder means its final/ (or an old run's model/)."""
     from safetensors.torch import load_file
 
-    path = Path(path)
+    path = resolve_model_dir(path)
     cfg_path, weights = path / "model_config.json", path / "model.safetensors"
-    for p in (cfg_path, weights):
-        if not p.is_file():
-            raise FileNotFoundError(f"{p}: missing (a model folder holds model_config.json + model.safetensors)")
+    if not weights.is_file():
+        raise FileNotFoundError(f"{weights}: missing (a model folder holds model_config.json + model.safetensors)")
     return json.loads(cfg_path.read_text()), load_file(str(weights))
 
 

@@ -15,6 +15,15 @@ from ski_lvlm.reporting import Report, plot_curves, save_frame_strip
 CLASSES = ["wave right hand", "jump", "squat"]
 
 
+def _vlm_run(d: Path, config: dict, old: bool) -> None:
+    """A finished SkeletonCLIP / SKI-VLM run: final/ + train_log.jsonl, or (``old``, before issue 14)
+    model/ + metrics.jsonl."""
+    (d / ("model" if old else "final")).mkdir(parents=True)
+    (d / ("model" if old else "final") / "model_config.json").write_text(json.dumps(config))
+    (d / ("metrics.jsonl" if old else "train_log.jsonl")).write_text(
+        "".join(json.dumps({"step": s, "epoch": 0, "loss": 3.0 / s}) + "\n" for s in range(1, 6)))
+
+
 def _write_zero_shot(run: Path) -> None:
     from ski_lvlm.evaluation.zero_shot import plot_confusion
 
@@ -27,10 +36,7 @@ def _write_zero_shot(run: Path) -> None:
                          "per_class": {"wave right hand": 1.0, "jump": 0.5, "squat": None},
                          "confusion": [[2, 0, 0], [1, 1, 0], [0, 2, 0]]}
         plot_confusion(models[label]["confusion"], CLASSES, label, zs / f"confusion_{label}.png")
-        (run / label / "model").mkdir(parents=True)
-        (run / label / "model" / "model_config.json").write_text(json.dumps({"kind": label}))
-        (run / label / "metrics.jsonl").write_text(
-            "".join(json.dumps({"step": s, "epoch": 0, "loss": 3.0 / s}) + "\n" for s in range(1, 6)))
+        _vlm_run(run / label, {"kind": label}, old=label == "skeleton_clip")  # one run of each layout
     res = {"manifest": "world/zsl_novel_test.csv", "classes": CLASSES, "num_classes": 3, "chance": 1 / 3,
            "chance_top5": 1.0, "num_samples": 6, "models": models}
     (zs / "results.json").write_text(json.dumps(res))
@@ -166,6 +172,26 @@ def test_lvlm_run_without_final_and_broken_zero_shot(tmp_path):
     assert "ski-lvlm eval zero-shot: " in md and "unknown model kind" in md  # the reason, not a crash
     assert "lvlm_instruct/final/ missing" in md
     assert "report_assets/loss_lvlm.png" in md  # the log is still plotted
+
+
+def test_old_and_new_layout_runs_are_found_and_plotted(tmp_path):
+    """Runs trained before issue 14 (model/ + metrics.jsonl) sit next to new ones (final/ + train_log.jsonl)."""
+    run = tmp_path / "run"
+    _vlm_run(run / "old_ski", {"kind": "ski_vlm"}, old=True)
+    _vlm_run(run / "new_ski", {"kind": "ski_vlm"}, old=False)
+    # an unfinished new phase-1 run: its train_log.jsonl does not make it an LVLM run
+    (run / "unfinished").mkdir()
+    (run / "unfinished" / "config.yaml").write_text("# ski-lvlm train skeleton-clip --config config.yaml\ndata: {}\n")
+    (run / "unfinished" / "train_log.jsonl").write_text(json.dumps({"step": 1, "loss": 2.0}) + "\n")
+    found = report.discover(run)
+    assert found["vlm"] == {"new_ski": run / "new_ski" / "final", "old_ski": run / "old_ski" / "model"}
+    assert found["lvlm"] == {}
+    assert report.main(["--run", str(run), "--skip-eval"]) == 0
+    md = (run / "report.md").read_text()
+    assert "| new_ski/final |" in md and "| old_ski/model |" in md  # the overview names each model folder
+    assert "report_assets/loss_vlm.png" in md and (run / "report_assets" / "loss_vlm.png").stat().st_size > 0
+    for name in ("new_ski", "old_ski"):
+        assert f"{name}: loss 3.000 (step 1) -> 0.600 (step 5), 5 log points" in md
 
 
 def test_bad_run_folder(tmp_path, capsys):

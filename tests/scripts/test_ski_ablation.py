@@ -34,7 +34,7 @@ def test_tiny_ablation_end_to_end(tmp_path):
         assert "seed: 1" in cfg
     feat = (out / "xview" / "seed0" / "ski_feat" / "config.yaml").read_text()
     assert "distill_on: features" in feat and "teacher_trainable: false" in feat
-    assert f"teacher: {out}/xview/seed0/skeleton_clip_clip/model" in feat
+    assert f"teacher: {out}/xview/seed0/skeleton_clip_clip/final" in feat
 
     # one comparison, paired by seed, in compare.json and in the collected table
     res = json.loads((out / "xview" / "compare_ski_feat" / "compare.json").read_text())

@@ -39,7 +39,7 @@ def _skeleton_clip(tmp: Path) -> list[float]:
                  f"train.output_dir={out}", "data.skeleton_frames=20", "train.batch_size=4",
                  "train.eval_batch_size=8", "model.text_encoder=clip", "train.max_steps=10",
                  "train.warmup_epochs=1", "train.seed=0"]) == 0
-    return _jsonl_losses(out / "metrics.jsonl")
+    return _jsonl_losses(out / "train_log.jsonl")
 
 
 def _ski_vlm(tmp: Path) -> list[float]:
@@ -54,7 +54,7 @@ def _ski_vlm(tmp: Path) -> list[float]:
                  "data.num_frames=3", "data.skeleton_frames=12", "train.batch_size=4", "train.eval_batch_size=8",
                  "data.val_csv=null", "model.text_encoder=clip", f"model.teacher={teacher}", "train.max_steps=10",
                  "loss.caption_weight=1", "train.seed=0"]) == 0
-    return _jsonl_losses(out / "metrics.jsonl")
+    return _jsonl_losses(out / "train_log.jsonl")
 
 
 def _lvlm(tmp: Path) -> list[float]:

@@ -25,7 +25,7 @@ def _args(world, out, *extra):
 
 
 def _losses(out):
-    return [r for r in map(json.loads, (out / "metrics.jsonl").read_text().splitlines()) if "loss" in r]
+    return [r for r in map(json.loads, (out / "train_log.jsonl").read_text().splitlines()) if "loss" in r]
 
 
 @pytest.mark.slow
@@ -38,9 +38,11 @@ def test_smoke_run_writes_model_and_zero_shot_results(world, tmp_path):
     assert all(np.isfinite(r["loss"]) for r in rows)
     results = json.loads((out / "results.json").read_text())
     assert results["novel"]["num_samples"] == 4 and results["novel"]["chance"] == 0.5
-    assert (out / "model" / "model.safetensors").is_file()
-    cfg = json.loads((out / "model" / "model_config.json").read_text())
+    assert (out / "final" / "model.safetensors").is_file()
+    cfg = json.loads((out / "final" / "model_config.json").read_text())
     assert cfg["kind"] == "skeleton_clip" and cfg["inference"]["skeleton_frames"] == 20
+    # the file names all three recipes share (issue 14); the old ones are no longer written
+    assert not (out / "metrics.jsonl").exists() and not (out / "model").exists()
 
 
 def test_hf_text_encoder_run_trains_only_the_projection_of_a_frozen_body(world, tmp_path):
@@ -52,10 +54,10 @@ def test_hf_text_encoder_run_trains_only_the_projection_of_a_frozen_body(world, 
     out = tmp_path / "run"
     assert main(_args(world, out, "train.max_steps=2", f"model.text_encoder={bert}", "model.text_unlocked_layers=0",
                       "loss.caption_weight=0.5")) == 0
-    cfg = json.loads((out / "model" / "model_config.json").read_text())
+    cfg = json.loads((out / "final" / "model_config.json").read_text())
     assert cfg["text_encoder"] == str(bert) and cfg["text_unlocked_layers"] == 0
     assert json.loads((out / "results.json").read_text())["novel"]["num_samples"] == 4
-    body, after = load_file(str(bert / "model.safetensors")), load_file(str(out / "model" / "model.safetensors"))
+    body, after = load_file(str(bert / "model.safetensors")), load_file(str(out / "final" / "model.safetensors"))
     assert all(torch.equal(v, after[f"text.text.transformer.{k}"]) for k, v in body.items())
 
 
@@ -91,7 +93,7 @@ def test_bad_input_fails_before_training(world, tmp_path, problem, capsys):
         want = "empty"
     assert main(_args(world, tmp_path / "run", *extra)) == 2
     assert want in capsys.readouterr().err
-    assert not (tmp_path / "run" / "metrics.jsonl").exists()
+    assert not (tmp_path / "run" / "train_log.jsonl").exists()
 
 
 @pytest.mark.slow

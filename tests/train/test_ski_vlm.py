@@ -37,7 +37,7 @@ def _args(world, out, *extra):
 
 
 def _losses(out):
-    return [r for r in map(json.loads, (out / "metrics.jsonl").read_text().splitlines()) if "loss" in r]
+    return [r for r in map(json.loads, (out / "train_log.jsonl").read_text().splitlines()) if "loss" in r]
 
 
 def test_collaborative_smoke_run(world, teacher, tmp_path):
@@ -48,10 +48,13 @@ def test_collaborative_smoke_run(world, teacher, tmp_path):
     assert {"video_text", "skel_text", "distill", "video_caption", "skel_caption", "grad_norm"} <= set(rows[0])
     results = json.loads((out / "results.json").read_text())
     assert results["novel"]["num_samples"] == 4
-    video = load_video_clip(out / "model")
+    # the file names all three recipes share (issue 14); the old ones are no longer written
+    assert (out / "train_log.jsonl").is_file() and not (out / "metrics.jsonl").exists()
+    assert not (out / "model").exists()
+    video = load_video_clip(out / "final")
     assert video.config["inference"]["num_frames"] == 3 and video.frame_input == "median_residual"
     # collaborative: the teacher's weights moved too
-    before, after = load_file(str(teacher / "model.safetensors")), load_file(str(out / "model" / "model.safetensors"))
+    before, after = load_file(str(teacher / "model.safetensors")), load_file(str(out / "final" / "model.safetensors"))
     assert any(not torch.equal(before[k], after[f"skeleton.{k}"]) for k in before)
 
 
@@ -64,7 +67,7 @@ def test_hf_text_student_with_a_clip_text_teacher(world, teacher, tmp_path):
     assert main(_args(world, out, f"model.teacher={teacher}", f"model.text_encoder={bert}", "train.max_steps=2",
                       "loss.caption_weight=1")) == 0
     assert {"skel_text", "distill", "video_caption", "skel_caption"} <= set(_losses(out)[0])
-    cfg = json.loads((out / "model" / "model_config.json").read_text())
+    cfg = json.loads((out / "final" / "model_config.json").read_text())
     assert cfg["video"]["text_encoder"] == str(bert) and cfg["skeleton"]["text_encoder"] == "clip"
     assert json.loads((out / "results.json").read_text())["novel"]["num_samples"] == 4
 
@@ -74,7 +77,7 @@ def test_frozen_teacher_stays_bit_identical(world, teacher, tmp_path):
     assert main(_args(world, out, f"model.teacher={teacher}", "model.teacher_trainable=false",
                       "train.max_steps=2", "train.lr=1e-2")) == 0
     assert {"video_text", "distill"} <= set(_losses(out)[0]) and "skel_text" not in _losses(out)[0]
-    before, after = load_file(str(teacher / "model.safetensors")), load_file(str(out / "model" / "model.safetensors"))
+    before, after = load_file(str(teacher / "model.safetensors")), load_file(str(out / "final" / "model.safetensors"))
     for k, v in before.items():  # weights and BatchNorm buffers alike
         assert torch.equal(v, after[f"skeleton.{k}"]), k
     video_before = build_video_clip(text_pool="mean")  # same seed -> same init as the run's video branch
@@ -91,7 +94,7 @@ def test_vifi_baseline_needs_no_skeleton_files(world, tmp_path):
                  "data.num_frames=3", "train.batch_size=4", "train.max_steps=1", "data.val_csv=null",
                  "loss.caption_weight=1"]) == 0
     assert set(_losses(out)[0]) >= {"video_text", "video_caption"} and "distill" not in _losses(out)[0]
-    cfg = json.loads((out / "model" / "model_config.json").read_text())
+    cfg = json.loads((out / "final" / "model_config.json").read_text())
     assert cfg["kind"] == "ski_vlm" and cfg["skeleton"] is None
 
 
@@ -104,6 +107,20 @@ def test_alpha_without_teacher_is_a_config_error(world, tmp_path, capsys):
 def test_wrong_class_count_fails_before_training(world, teacher, tmp_path, capsys):
     assert main(_args(world, tmp_path / "run", f"model.teacher={teacher}", "data.num_classes=16")) == 2
     assert "num_classes=16" in capsys.readouterr().err
+
+
+def test_teacher_path_of_an_old_layout_run_still_loads(world, teacher, tmp_path, capsys):
+    """model.teacher=RUN/final (the new name) of a phase-1 run trained before issue 14, which wrote RUN/model:
+    the old folder is used with a warning; a path that holds neither is a clear config error."""
+    out = tmp_path / "run"
+    assert teacher.name == "model" and not (teacher.parent / "final").exists()
+    with pytest.warns(FutureWarning, match="'model' is the old name of 'final'"):
+        assert main(_args(world, out, f"model.teacher={teacher.parent / 'final'}", "train.max_steps=1")) == 0
+    trained, before = load_file(str(out / "final" / "model.safetensors")), load_file(str(teacher / "model.safetensors"))
+    assert set(before) == {k[len("skeleton."):] for k in trained if k.startswith("skeleton.")}  # the teacher is in
+    assert main(_args(world, tmp_path / "run2", f"model.teacher={tmp_path / 'nowhere'}")) == 2
+    err = capsys.readouterr().err
+    assert "model.teacher" in err and "not a model folder" in err and "run ski-lvlm train skeleton-clip first" in err
 
 
 def test_sigterm_mid_epoch_then_resume_matches_uninterrupted(world, teacher, tmp_path, monkeypatch):
@@ -142,7 +159,7 @@ def test_feature_distillation_pulls_the_video_embedding_to_the_frozen_teacher(wo
     from ski_lvlm.models.clip_towers import clip_image_stats
 
     def distance(out):
-        model = load_model(out / "model").eval()
+        model = load_model(out / "final").eval()
         mean, std, size = clip_image_stats(model.video.clip)
         ds = ActionDataset(world / "zsl_base_train.csv", world / "zsl_base_classes.csv", num_frames=3, image_size=size,
                            mean=mean, std=std, with_skeleton=True, skeleton_frames=12, skeleton_mode="resize")
