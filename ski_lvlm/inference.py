@@ -184,13 +184,15 @@ class Captioner:
                         fast: bool | None = None, **kw: Any) -> "Captioner":
         """Load an export (``ski-lvlm export``) or a run's ``final/`` folder (:func:`ski_lvlm.models.lvlm.load`).
 
-        ``dtype``: ``None`` = bf16 on CUDA, fp32 on CPU (or ``"fp32"`` / ``"bf16"`` / ``"fp16"`` / a torch dtype).
+        ``dtype``: ``None`` = bf16 on CUDA, fp32 on CPU (or ``"fp32"`` / ``"bf16"`` / ``"fp16"`` / a torch dtype);
+        ``"saved"`` keeps the weights' stored dtype (what ``eval captions`` does by default). A LoRA adapter is
+        merged before the cast, so every dtype gives the same weights as loading as saved and casting after.
         """
         from ski_lvlm.models.lvlm import load
         from ski_lvlm.utils.runtime import pick_device
 
         dev = pick_device(device)
-        dtype = resolve_generation_dtype("auto" if dtype is None else dtype, dev)
+        dtype = None if dtype == "saved" else resolve_generation_dtype("auto" if dtype is None else dtype, dev)
         model, processor = load(path, device=dev, dtype=dtype)
         return cls(model, processor, fast=fast, **kw)
 

@@ -163,17 +163,17 @@ def _check_settings(out: Path, settings: dict, overwrite: bool) -> None:
 def _load_captioner(model_dir: Path, device: str, dtype: str | None):
     """The model as a :class:`Captioner` (no fast path: greedy numbers must match the plain ``generate``)."""
     from ski_lvlm.inference import Captioner
-    from ski_lvlm.models.lvlm import load
     from ski_lvlm.utils.runtime import pick_device
 
     try:
-        dev = pick_device(device)
-    except RuntimeError as e:
+        pick_device(device)
+    except RuntimeError as e:  # CUDA asked for and not there
         raise UserError(str(e)) from None
-    model, processor = load(model_dir, device=dev)
-    if model.video_tower is None:
+    captioner = Captioner.from_pretrained(model_dir, device=device, dtype=dtype or "saved", fast=False,
+                                          feature_cache_size=64)
+    if not captioner.takes_video:
         raise UserError(f"{model_dir}: the model has no video tower (config.video_encoder); it cannot read videos")
-    return Captioner(model, processor, fast=False, dtype=dtype, feature_cache_size=64)
+    return captioner
 
 
 def evaluate_captions(model: str | Path, eval_set: str | Path, out: str | Path, *, videos: str | Path | None = None,

@@ -9,7 +9,8 @@ import random
 import numpy as np
 import torch
 
-__all__ = ["seed_everything", "pick_device", "autocast", "resolve_dtype", "rng_state", "set_rng_state"]
+__all__ = ["seed_everything", "pick_device", "autocast", "resolve_dtype", "native_bf16", "resolve_precision", "rng_state",
+           "set_rng_state"]
 
 
 def seed_everything(seed: int) -> None:
@@ -35,6 +36,36 @@ def resolve_dtype(name: str) -> torch.dtype:
     if name not in table:
         raise ValueError(f"unknown dtype {name!r}; use one of fp32, bf16, fp16")
     return table[name]
+
+
+def native_bf16(device: torch.device) -> bool:
+    """Whether ``device`` computes bf16 matmuls in hardware: CUDA, or a CPU with AMX or AVX512-BF16.
+
+    Elsewhere bf16 is emulated and slower than fp32, so settings that ask for bf16 only for speed fall back.
+    """
+    if device.type == "cuda":
+        return True
+    if device.type != "cpu":
+        return False
+    try:  # private but stable since torch 2.3; a torch without them just gets fp32
+        return bool(torch.cpu._is_amx_tile_supported() or torch.cpu._is_avx512_bf16_supported())
+    except AttributeError:
+        return False
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """A training precision setting -> ``"fp32"`` or ``"bf16"``.
+
+    ``auto`` = bf16 on CUDA, fp32 on CPU (CPU runs stay exact by default); ``bf16_native`` = bf16 where
+    :func:`native_bf16` holds (CUDA, AMX / AVX512-BF16 CPUs), fp32 elsewhere.
+    """
+    if precision == "auto":
+        return "bf16" if device.type == "cuda" else "fp32"
+    if precision == "bf16_native":
+        return "bf16" if native_bf16(device) else "fp32"
+    if precision not in ("fp32", "bf16"):
+        raise ValueError(f"precision={precision!r}: use auto, bf16_native, fp32 or bf16")
+    return precision
 
 
 def autocast(device: torch.device, precision: str = "fp32"):

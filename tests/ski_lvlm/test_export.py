@@ -157,6 +157,21 @@ def test_the_loader_gives_identical_logits_for_all_three_layouts(run, reference,
             assert _close(reference, probe_logits(model, proc, (0, 1, 7))), (folder, merge)
 
 
+def test_a_dtype_is_applied_after_the_adapter_is_merged(run, tmp_path):
+    """``load(dtype=bf16)`` gives the weights of ``load()`` cast to bf16, bit for bit. Merging LoRA into a
+    backbone already rounded to bf16 rounds twice, so ``caption --dtype bf16`` (Captioner.from_pretrained)
+    and ``eval captions --dtype bf16`` (load as saved, then cast) would generate from different weights."""
+    adapter_only = tmp_path / "adapter_only"
+    shutil.copytree(run / "final", adapter_only)
+    (adapter_only / "model.safetensors").unlink()  # backbone + adapter/, merged on load
+    cast = load(adapter_only)[0].to(torch.bfloat16).state_dict()
+    direct = load(adapter_only, dtype="bf16")[0].state_dict()
+    assert cast.keys() == direct.keys()
+    floats = [k for k, v in direct.items() if v.is_floating_point()]
+    assert floats and all(direct[k].dtype == torch.bfloat16 for k in floats)
+    assert [k for k in cast if not torch.equal(cast[k], direct[k])] == []
+
+
 def test_the_loader_names_a_folder_of_no_known_layout(run, tmp_path):
     junk = tmp_path / "junk"
     junk.mkdir()

@@ -190,7 +190,9 @@ def _assemble(config: SkiLvlmConfig, base: str, adapter_dir: Path | None, mm_fil
     from safetensors.torch import load_file
     from transformers import AutoModelForCausalLM
 
-    kw = {"dtype": dtype} if dtype is not None else {}
+    # An adapter is merged in the backbone's stored precision and the sum cast afterwards: merging into
+    # weights already rounded to bf16 would round twice, and load(dtype=X) would differ from load().to(X).
+    kw = {"dtype": dtype} if dtype is not None and (adapter_dir is None or not merge) else {}
     llm = guard(lambda: AutoModelForCausalLM.from_pretrained(base, **kw), base)
     model = SkiLvlmForConditionalGeneration(config, language_model=llm)
     if adapter_dir is not None:
