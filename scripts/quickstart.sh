@@ -4,7 +4,7 @@
 #   data -> SkeletonCLIP -> SKI-VLM -> zero-shot table -> LVLM video tower ->
 #   SKI-LVLM LoRA instruction tuning with skeleton injection -> caption/QA eval + probe + report -> export
 #
-#   scripts/quickstart.sh                  # results under runs/quickstart (13-17 min on 2 idle CPU cores; README)
+#   scripts/quickstart.sh                  # results under runs/quickstart (9.5-17 min on 2 idle CPU cores, by the day's CPU speed; README)
 #   OUT=/tmp/qs SEED=1 scripts/quickstart.sh   # SEED picks the synthetic world; training seeds are in the YAMLs
 #
 # Creates .venv if missing and installs the pinned requirements first (see scripts/_env.sh).
