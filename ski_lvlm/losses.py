@@ -20,6 +20,13 @@ branch already fits from its own cross-entropy; the embedding itself also carrie
 encoder learned about the motion (side, body part, order), so regressing onto it is the direct way to
 hand that to the video tower. Both embeddings must have the same width (both towers project to the CLIP
 embedding size).
+
+``distill_on="steps"`` is a variant too, per time step rather than per clip: a temporal mean cannot tell
+"sit down" from "stand up" (the same motion reversed), while the skeleton encoder's per-step features
+can. Each frame embedding, mapped to the teacher's width by the SKI-VLM's ``step_head``
+(``video_steps [b, t, w]``), is regressed onto the teacher's per-step feature at the same moment of the
+clip (``skeleton_steps [b, T', w]`` resampled to t steps, :func:`resample_steps`): the same squared
+distance of unit vectors as ``features`` (in [0, 4]), averaged over steps and clips.
 """
 
 from __future__ import annotations
@@ -28,12 +35,34 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["SkeletonTextLoss", "SKIVLMLoss", "CaptionContrastiveLoss", "total_loss"]
+__all__ = ["SkeletonTextLoss", "SKIVLMLoss", "CaptionContrastiveLoss", "total_loss", "resample_steps",
+           "unit_distance"]
 
 
 def total_loss(terms: dict[str, torch.Tensor]) -> torch.Tensor:
     """The training loss: the sum of the (already weighted) named terms."""
     return sum(terms.values())
+
+
+def unit_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``|a/|a| - b/|b||^2`` along the last axis (in [0, 4]: 0 same direction, 4 opposite), averaged over the rest."""
+    return (F.normalize(a.float(), dim=-1) - F.normalize(b.float(), dim=-1)).pow(2).sum(-1).mean()
+
+
+def resample_steps(x: torch.Tensor, steps: int) -> torch.Tensor:
+    """``x [b, T', w]`` -> ``[b, steps, w]``, linearly interpolated along time.
+
+    Video frames and skeleton steps both tile the whole clip uniformly, each standing for the middle of its
+    own segment: frame i of t is drawn from segment i (``segment_middle``, or a random frame in it when
+    training), and step j of T' pools the encoder's stride-wide window j of the skeleton frames, which
+    ``data.skeleton_mode=resize`` stretches over the whole clip (``pad`` would not: its tail is padding).
+    Cell centres on both sides is ``align_corners=False``; the ends are held (no extrapolation), so a
+    ramp stays a ramp with its endpoints.
+    """
+    if x.shape[1] == steps:
+        return x
+    y = F.interpolate(x.transpose(1, 2), size=steps, mode="linear", align_corners=False)  # [b, w, steps]
+    return y.transpose(1, 2)  # [b, steps, w]
 
 
 class SkeletonTextLoss(nn.Module):
@@ -54,7 +83,7 @@ class SKIVLMLoss(nn.Module):
     without skeletons) only ``video_text`` is returned; with ``alpha == 0`` no ``distill`` term.
     """
 
-    DISTILL_ON = ("sims", "logits", "features")
+    DISTILL_ON = ("sims", "logits", "features", "steps")
 
     def __init__(self, alpha: float = 10.0, distill_on: str = "sims", label_smoothing: float = 0.0):
         super().__init__()
@@ -76,12 +105,21 @@ class SKIVLMLoss(nn.Module):
     def distill(self, out: dict[str, torch.Tensor]) -> torch.Tensor:
         """The unweighted distillation distance between the video and skeleton branches (a scalar)."""
         if self.distill_on == "features":
-            v = F.normalize(out["video_embedding"].float(), dim=-1)  # [b, d]
-            s = F.normalize(out["skeleton_embedding"].float(), dim=-1)  # [b, d]
+            v, s = out["video_embedding"], out["skeleton_embedding"]  # [b, d] each
             if v.shape != s.shape:
                 raise ValueError(f"distill_on=features needs embeddings of one width: video {tuple(v.shape)}, "
                                  f"skeleton {tuple(s.shape)}")
-            return (v - s).pow(2).sum(-1).mean()
+            return unit_distance(v, s)
+        if self.distill_on == "steps":
+            if "video_steps" not in out or "skeleton_steps" not in out:
+                raise ValueError("distill_on=steps needs video_steps and skeleton_steps: build the SKI-VLM with "
+                                 "step_head=True and pass a skeleton")
+            v = out["video_steps"]  # [b, t, w]: frame embeddings through the SKI-VLM's step_head
+            s = resample_steps(out["skeleton_steps"].float(), v.shape[1])  # [b, T', w] -> [b, t, w]
+            if v.shape != s.shape:
+                raise ValueError(f"distill_on=steps needs step features of one width: video {tuple(v.shape)}, "
+                                 f"skeleton {tuple(s.shape)} (the SKI-VLM's step_head maps one to the other)")
+            return unit_distance(v, s)
         key = self.distill_on  # "sims" or "logits": [b, C] each
         return F.mse_loss(out[f"video_{key}"].float(), out[f"skeleton_{key}"].float())
 

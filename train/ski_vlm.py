@@ -19,7 +19,8 @@ Loss per batch (``original-system.md`` §4.3)::
 
 ``video_text`` is the cross-entropy of the video-vs-class-prompt logits, ``skel_text`` the same for the
 teacher (absent when the teacher is frozen), ``distill`` the MSE between the two branches' similarity
-matrices (``loss.distill_on``). ``model.teacher_trainable=false`` freezes the teacher (its weights stay
+matrices (``loss.distill_on``; the variants ``features`` and ``steps`` compare clip embeddings or
+per-time-step features instead). ``model.teacher_trainable=false`` freezes the teacher (its weights stay
 bit-identical); ``true`` is the collaborative variant the released scripts ran. No teacher and
 ``alpha=0`` is the ViFi-CLIP baseline. At the end the video branch alone is evaluated zero-shot on the
 novel classes (no skeletons are read for that).
@@ -165,10 +166,14 @@ class LossConfig:
     """``clip``: scale * cosine with a learnable temperature (init 100, ViFi-CLIP); ``ce``: the original unscaled logits."""
     alpha: float = 10.0
     """Weight of the video-skeleton distillation MSE (the released scripts: 10; 0 = off)."""
-    distill_on: Literal["sims", "logits", "features"] = "sims"
+    distill_on: Literal["sims", "logits", "features", "steps"] = "sims"
     """Distil the cosine-similarity matrices (``sims``), the logits (``logits``, what the original did) or the
     clip embeddings themselves (``features``: squared distance of the normalised video and skeleton
-    embeddings; a variant, usually with ``model.teacher_trainable=false``)."""
+    embeddings; a variant, usually with ``model.teacher_trainable=false``), or the teacher's per-step
+    features (``steps``: each frame embedding, through a learned linear head, onto the skeleton feature at
+    the same moment; a temporal mean cannot tell a motion from its reverse, a step sequence can. Needs a
+    teacher and ``data.skeleton_mode=resize``; the head trains with the video branch and is saved in the
+    SKI-VLM folder, not in its video branch)."""
     label_smoothing: float = 0.0
     """Cross-entropy label smoothing."""
     caption_weight: float = 0.0
@@ -260,6 +265,14 @@ class SKIVLMConfig:
                        f"(got {self.data.num_frames})")
         if self.loss.alpha > 0 and self.model.teacher is None:
             out.append("loss.alpha: > 0 needs model.teacher (a SkeletonCLIP folder); use alpha=0 for the ViFi-CLIP baseline")
+        if self.loss.distill_on == "steps":
+            if self.model.teacher is None:
+                out.append("loss.distill_on: steps needs model.teacher (its per-step skeleton features are the target)")
+            if self.loss.alpha == 0:
+                out.append("loss.distill_on: steps with loss.alpha=0 would add a step head that never trains")
+            if self.data.skeleton_mode != "resize":
+                out.append(f"loss.distill_on: steps needs data.skeleton_mode=resize (got {self.data.skeleton_mode}): "
+                           "with pad the skeleton steps past the clip's end are padding, not aligned with the frames")
         return out
 
 
@@ -347,7 +360,7 @@ class SKIVLMRecipe:
                 teacher = load_skeleton_clip(folder)
             except ValueError as e:
                 raise UserError(str(e)) from None
-        model = build_ski_vlm(video, teacher, teacher_trainable=m.teacher_trainable)
+        model = build_ski_vlm(video, teacher, teacher_trainable=m.teacher_trainable, step_head=lc.distill_on == "steps")
         return model, teacher
 
     def setup(self) -> None:

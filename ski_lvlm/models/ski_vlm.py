@@ -26,6 +26,7 @@ Notation: ``b`` batch, ``t`` frames, ``C`` classes, ``K`` prompt templates, ``L`
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 from pathlib import Path
@@ -150,11 +151,16 @@ class SkeletonCLIP(nn.Module):
         """Normalised class text embeddings ``[C, d]`` from ``tokens [C*K, L]``."""
         return _class_average(self.encode_text(tokens), num_templates)
 
-    def forward(self, skeleton: torch.Tensor, text_tokens: torch.Tensor, num_templates: int = 1) -> dict[str, torch.Tensor]:
-        """-> ``{"logits", "sims": [b, C], "embedding": [b, d]}`` for the classes in ``text_tokens``."""
-        emb = self.encode_skeleton(skeleton)
+    def forward(self, skeleton: torch.Tensor, text_tokens: torch.Tensor, num_templates: int = 1,
+                steps: bool = False) -> dict[str, torch.Tensor]:
+        """-> ``{"logits", "sims": [b, C], "embedding": [b, d]}`` for the classes in ``text_tokens``; with
+        ``steps`` also ``"steps"``: the per-step features ``[b, T', width]`` of the same encoder pass."""
+        emb, per_step = self.encoder(skeleton)  # [b, d], [b, T', width]
         text = self.class_embeddings(text_tokens, num_templates)
-        return {**self.head(emb, text), "embedding": emb}
+        out = {**self.head(emb, text), "embedding": emb}
+        if steps:
+            out["steps"] = per_step
+        return out
 
     def lock_text_tower(self) -> None:
         """Freeze the text tower (``freeze_text``; the paper's "frzn_txt" SkeletonCLIP)."""
@@ -186,11 +192,16 @@ class VideoCLIP(nn.Module):
 
     def encode_video(self, video: torch.Tensor, normalize: bool = False) -> torch.Tensor:
         """``video [b, t, 3, H, W]`` (CLIP-normalised) -> ``[b, d]`` = mean over frames of the frame embeddings."""
+        emb = self.encode_frames(video).mean(1)  # [b, d]
+        return F.normalize(emb, dim=-1) if normalize else emb
+
+    def encode_frames(self, video: torch.Tensor) -> torch.Tensor:
+        """``video [b, t, 3, H, W]`` -> the per-frame embeddings ``[b, t, d]`` (not normalised) that
+        :meth:`encode_video` averages."""
         b, t = video.shape[:2]
         video = apply_frame_input(video, self.frame_input)  # [b, t, 3, H, W]
         frames = self.clip.encode_image(video.flatten(0, 1))  # [b*t, d]
-        emb = frames.reshape(b, t, -1).mean(1)  # [b, d]
-        return F.normalize(emb, dim=-1) if normalize else emb
+        return frames.reshape(b, t, -1)  # [b, t, d]
 
     def video_tokens(self, video: torch.Tensor, layer: int = -2) -> tuple[torch.Tensor, torch.Tensor]:
         """Frame embeddings ``[b, t, d]`` and patch tokens ``[b, t, n_patch, width]`` of block ``layer``.
@@ -210,10 +221,17 @@ class VideoCLIP(nn.Module):
     def class_embeddings(self, tokens: torch.Tensor, num_templates: int = 1) -> torch.Tensor:
         return _class_average(self.encode_text(tokens), num_templates)
 
-    def forward(self, video: torch.Tensor, text_tokens: torch.Tensor, num_templates: int = 1) -> dict[str, torch.Tensor]:
-        emb = self.encode_video(video)
+    def forward(self, video: torch.Tensor, text_tokens: torch.Tensor, num_templates: int = 1,
+                steps: bool = False) -> dict[str, torch.Tensor]:
+        """-> ``{"logits", "sims": [b, C], "embedding": [b, d]}``; with ``steps`` also ``"steps"``: the
+        per-frame embeddings ``[b, t, d]`` whose temporal mean is ``embedding`` (one image-tower pass)."""
+        frames = self.encode_frames(video)  # [b, t, d]
+        emb = frames.mean(1)  # [b, d]
         text = self.class_embeddings(text_tokens, num_templates)
-        return {**self.head(emb, text), "embedding": emb}
+        out = {**self.head(emb, text), "embedding": emb}
+        if steps:
+            out["steps"] = frames
+        return out
 
     def lock_image_tower(self, unlocked_layers: int = 0) -> None:
         """Freeze the image tower except its last ``unlocked_layers`` blocks (and the final norm/proj then)."""
@@ -240,12 +258,23 @@ class SKIVLM(nn.Module):
     ``skeleton=None`` is the plain ViFi-CLIP baseline. With ``teacher_trainable=False`` the teacher is
     frozen and kept in eval mode (its BatchNorm statistics do not move either), so its weights stay
     bit-identical through training: the knowledge-distillation variant.
+
+    ``step_head=True`` (``loss.distill_on=steps``) adds ``step_head``, a ``Linear(d, width)`` from the
+    video's frame embeddings to the teacher's per-step feature width, and makes :meth:`forward` return
+    the per-step outputs. The head lives here, not in the video model: it is a training-time bridge to the
+    teacher, so :meth:`video_branch` (the skeleton-free inference model) and its folder stay as they were.
     """
 
-    def __init__(self, video: VideoCLIP, skeleton: SkeletonCLIP | None = None, *, teacher_trainable: bool = True):
+    def __init__(self, video: VideoCLIP, skeleton: SkeletonCLIP | None = None, *, teacher_trainable: bool = True,
+                 step_head: bool = False):
         super().__init__()
         self.video, self.skeleton = video, skeleton
         self.teacher_trainable = teacher_trainable
+        self.step_head = None
+        if step_head:
+            if skeleton is None:
+                raise ValueError("step_head needs a skeleton teacher (its per-step features are the target)")
+            self.step_head = nn.Linear(embed_dim(video.clip), skeleton.encoder.width)
         if skeleton is not None and not teacher_trainable:
             skeleton.requires_grad_(False)
             skeleton.eval()
@@ -278,15 +307,20 @@ class SKIVLM(nn.Module):
         """-> ``video_*`` (``logits``, ``sims`` ``[b, C]``, ``embedding``) and, given a skeleton and a teacher,
         the same for ``skeleton_*``. ``skeleton_text_tokens`` are the class prompts tokenized for the
         teacher's text tower when it uses another tokenizer (default: ``text_tokens``).
+
+        With a ``step_head`` and a skeleton, also ``video_steps [b, t, width]`` (each frame's embedding
+        mapped by ``step_head``) and ``skeleton_steps [b, T', width]`` (the teacher's per-step features,
+        without gradient when the teacher is frozen), for ``loss.distill_on=steps``.
         """
-        out = {f"video_{k}": v for k, v in self.video(video, text_tokens, num_templates).items()}
+        steps = self.step_head is not None and skeleton is not None
+        video_out = self.video(video, text_tokens, num_templates, steps=steps)
+        if steps:
+            video_out["steps"] = self.step_head(video_out["steps"])  # [b, t, d] -> [b, t, width]
+        out = {f"video_{k}": v for k, v in video_out.items()}
         if skeleton is not None and self.skeleton is not None:
             tokens = text_tokens if skeleton_text_tokens is None else skeleton_text_tokens
-            if self.teacher_trainable:
-                skel = self.skeleton(skeleton, tokens, num_templates)
-            else:
-                with torch.no_grad():
-                    skel = self.skeleton(skeleton, tokens, num_templates)
+            with contextlib.nullcontext() if self.teacher_trainable else torch.no_grad():
+                skel = self.skeleton(skeleton, tokens, num_templates, steps=steps)
             out.update({f"skeleton_{k}": v for k, v in skel.items()})
         return out
 
@@ -336,10 +370,13 @@ def build_video_clip(*, clip_arch: str = "ski-tiny-ViT", clip_pretrained: str | 
     return model
 
 
-def build_ski_vlm(video: VideoCLIP, skeleton: SkeletonCLIP | None, *, teacher_trainable: bool = True) -> SKIVLM:
-    model = SKIVLM(video, skeleton, teacher_trainable=teacher_trainable)
+def build_ski_vlm(video: VideoCLIP, skeleton: SkeletonCLIP | None, *, teacher_trainable: bool = True,
+                  step_head: bool = False) -> SKIVLM:
+    model = SKIVLM(video, skeleton, teacher_trainable=teacher_trainable, step_head=step_head)
     model.config = {"kind": "ski_vlm", "video": video.config, "skeleton": skeleton.config if skeleton else None,
                     "teacher_trainable": teacher_trainable}
+    if step_head:  # only then, so folders of the other modes keep the config they always had
+        model.config["step_head"] = True
     return model
 
 
@@ -368,7 +405,8 @@ def _build_from_config(cfg: dict[str, Any]) -> nn.Module:
                                 frame_input=cfg.get("frame_input", "rgb"), **text)  # before frame_input: rgb
     if kind == "ski_vlm":
         skel = _from_config(cfg["skeleton"]) if cfg.get("skeleton") else None
-        return build_ski_vlm(_from_config(cfg["video"]), skel, teacher_trainable=cfg.get("teacher_trainable", True))
+        return build_ski_vlm(_from_config(cfg["video"]), skel, teacher_trainable=cfg.get("teacher_trainable", True),
+                             step_head=cfg.get("step_head", False))
     raise ValueError(f"unknown model kind {kind!r} in model_config.json")
 
 

@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ski_lvlm.losses import CaptionContrastiveLoss, SKIVLMLoss, SkeletonTextLoss, total_loss
+from ski_lvlm.losses import CaptionContrastiveLoss, SKIVLMLoss, SkeletonTextLoss, resample_steps, total_loss
 
 
 def _out(requires_grad=True):
@@ -113,3 +113,46 @@ def test_feature_distillation_needs_one_width_and_a_known_mode():
         SKIVLMLoss(distill_on="features")(out, torch.tensor([0, 1]))
     with pytest.raises(ValueError, match="distill_on"):
         SKIVLMLoss(distill_on="tokens")
+
+
+def _steps_out(video_steps, skeleton_steps):
+    b = len(video_steps)
+    return {"video_logits": torch.zeros(b, 3), "skeleton_logits": torch.zeros(b, 3),
+            "video_steps": video_steps, "skeleton_steps": skeleton_steps}
+
+
+def test_step_distillation_is_zero_for_one_direction_and_four_for_the_opposite():
+    g = torch.Generator().manual_seed(0)
+    v = torch.randn(2, 4, 6, generator=g)  # [b, t, w]
+    loss = SKIVLMLoss(alpha=1.0, distill_on="steps")
+    # other lengths, same directions: 0; opposite directions: 4 (the unit-vector distance, as for features)
+    same = loss(_steps_out(v, 3 * v), torch.tensor([0, 1]))["distill"]
+    torch.testing.assert_close(same, torch.tensor(0.0), atol=1e-6, rtol=0)
+    opposite = SKIVLMLoss(alpha=2.0, distill_on="steps")(_steps_out(v, -0.5 * v), torch.tensor([0, 1]))["distill"]
+    torch.testing.assert_close(opposite, torch.tensor(2 * 4.0))
+
+
+def test_step_distillation_resamples_the_teacher_to_the_frames_and_pulls_only_the_video():
+    v = torch.ones(1, 8, 2, requires_grad=True)  # 8 frames, all pointing at (1, 1)
+    s = torch.stack([torch.ones(4), torch.linspace(1, -1, 4)], -1)[None]  # [1, T'=4, 2]: (1, 1) turning to (1, -1)
+    terms = SKIVLMLoss(alpha=1.0, distill_on="steps")(_steps_out(v, s), torch.tensor([0]))
+    assert set(terms) == {"video_text", "distill"}  # a teacher without gradient gets no CE term
+    terms["distill"].backward()
+    assert torch.equal(v.grad[0, 0], torch.zeros(2))  # the first frame already matches the first step
+    assert v.grad[0, -1, 1] > 0  # the last frame is pulled down towards (1, -1)
+    with pytest.raises(ValueError, match="step_head"):
+        SKIVLMLoss(distill_on="steps")({"video_logits": torch.zeros(1, 3), "skeleton_logits": torch.zeros(1, 3)},
+                                       torch.tensor([0]))
+    with pytest.raises(ValueError, match="one width"):
+        SKIVLMLoss(distill_on="steps")(_steps_out(torch.ones(1, 8, 3), s), torch.tensor([0]))
+
+
+def test_resampling_four_steps_to_eight_frames_keeps_a_ramp():
+    ramp = torch.arange(4.0).reshape(1, 4, 1).expand(2, 4, 3)  # [b, T'=4, w]: 0, 1, 2, 3 on every channel
+    out = resample_steps(ramp, 8)  # [b, 8, w]
+    assert out.shape == (2, 8, 3)
+    # cell centres (align_corners=False): frame i sits at step i/2 - 1/4, held at the ends
+    expected = torch.tensor([0.0, 0.25, 0.75, 1.25, 1.75, 2.25, 2.75, 3.0])
+    torch.testing.assert_close(out[0, :, 0], expected)
+    assert torch.equal(out[:, :, 0], out[:, :, 2])
+    assert torch.equal(resample_steps(ramp, 4), ramp)  # same length: untouched

@@ -180,3 +180,61 @@ def test_feature_distillation_pulls_the_video_embedding_to_the_frozen_teacher(wo
     rows = _losses(runs[20.0])
     assert "skel_text" not in rows[0] and 0 < rows[0]["distill"] / 20.0 <= 4  # a squared distance of unit vectors
     assert distance(runs[20.0]) < distance(runs[0.0]) - 0.05
+
+
+def test_step_distillation_run_trains_saves_resumes_exactly_and_keeps_the_video_branch(world, teacher, tmp_path,
+                                                                                       monkeypatch):
+    """tiny_cpu_lvlm_tower_steps.yaml on the toy world: 4 frames against T' = 3 teacher steps (resampled), a
+    frozen teacher, a ``distill`` term; SIGTERM mid-run and --resume give the uninterrupted run's losses (the
+    step head is in the checkpoint); final/ holds the head, and its video branch loads alone."""
+    from ski_lvlm.models.ski_vlm import load_model
+
+    def args(out, *extra):
+        return ["--config", "train/configs/ski_vlm/tiny_cpu_lvlm_tower_steps.yaml", f"data.root={world}",
+                f"train.output_dir={out}", f"model.teacher={teacher}", "data.train_csv=zsl_base_train.csv",
+                "data.classes_csv=zsl_base_classes.csv", "data.num_frames=4", "data.skeleton_frames=12",
+                "train.epochs=2", "train.batch_size=2", "train.grad_accum=2", *extra]
+
+    full = tmp_path / "full"
+    assert main(args(full)) == 0
+    calls = {"n": 0}
+    original = ski_vlm.SKIVLMLoss.forward
+
+    def kill_on_third(self, *a, **k):
+        calls["n"] += 1
+        if calls["n"] == 3:  # inside optimizer step 2 of epoch 0
+            os.kill(os.getpid(), signal.SIGTERM)
+        return original(self, *a, **k)
+
+    part = tmp_path / "part"
+    monkeypatch.setattr(ski_vlm.SKIVLMLoss, "forward", kill_on_third)
+    assert main(args(part)) == ski_vlm.EXIT_INTERRUPTED
+    monkeypatch.setattr(ski_vlm.SKIVLMLoss, "forward", original)
+    ckpt = next((part / "checkpoints").glob("step_*"))
+    assert "step_head.weight" in load_file(str(ckpt / "model.safetensors"))
+    assert main(args(part) + ["--resume"]) == 0
+
+    a, b = _losses(full), _losses(part)
+    assert [r["step"] for r in a] == [1, 2, 3, 4] == [r["step"] for r in b]
+    assert "distill" in a[0] and "skel_text" not in a[0] and all(0 < r["distill"] <= 4 for r in a)  # alpha 1
+    assert [r["loss"] for r in a] == [r["loss"] for r in b] and [r["distill"] for r in a] == [r["distill"] for r in b]
+
+    trained = load_model(full / "final")
+    assert trained.step_head is not None and trained.config["step_head"] is True
+    video = load_video_clip(full / "final")
+    assert video.frame_input == "motion_crop" and not any("step_head" in k for k in video.state_dict())
+    from ski_lvlm.models.clip_towers import clip_image_stats
+
+    size = clip_image_stats(video.clip)[2]
+    clip = torch.randn(2, 4, 3, size, size)
+    with torch.no_grad():
+        assert torch.equal(video.encode_video(clip), trained.video.encode_video(clip))
+
+
+def test_step_distillation_config_errors_name_the_keys(world, tmp_path, capsys):
+    assert main(["--config", "train/configs/ski_vlm/tiny_cpu_lvlm_tower_steps.yaml", f"data.root={world}",
+                 f"train.output_dir={tmp_path / 'run'}", "model.teacher=null", "loss.alpha=0",
+                 "data.skeleton_mode=pad"]) == 2
+    err = capsys.readouterr().err  # all three reported at once
+    assert "loss.distill_on: steps needs model.teacher" in err
+    assert "loss.alpha=0" in err and "data.skeleton_mode=resize" in err

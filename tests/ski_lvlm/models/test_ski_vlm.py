@@ -196,3 +196,59 @@ def test_hf_text_ski_vlm_round_trip_and_feature_paths(tmp_path, bert):
     enc = load_video_encoder(f"ski_vlm:{tmp_path / 'm'}", frames=3, max_frames=3)
     for state in (tower.visual.state_dict(), enc.visual.state_dict()):
         assert all(torch.equal(state[k], v) for k, v in visual.items())
+
+
+def _seeded_ski_vlm(step_head: bool, teacher_trainable: bool = False):
+    torch.manual_seed(0)
+    return build_ski_vlm(build_video_clip(), build_skeleton_clip(encoder="tiny"), teacher_trainable=teacher_trainable,
+                         step_head=step_head)
+
+
+def test_step_distillation_reaches_the_video_tower_and_the_head_not_a_frozen_teacher(tokens):
+    model = _seeded_ski_vlm(step_head=True)
+    video, skel = _inputs()  # 3 frames, 16 skeleton frames -> T' = 4 teacher steps
+    out = model(video, tokens, 2, skeleton=skel)
+    assert out["video_steps"].shape == (2, 3, 48) and out["skeleton_steps"].shape == (2, 4, 48)
+    assert not out["skeleton_steps"].requires_grad
+    torch.testing.assert_close(out["video_embedding"], model.encode_video(video))  # the mean is still the clip
+    terms = SKIVLMLoss(alpha=1.0, distill_on="steps")(out, torch.tensor([0, 2]))
+    assert set(terms) == {"video_text", "distill"} and 0 < terms["distill"] <= 4
+    terms["distill"].backward()  # the step term alone
+    assert model.step_head.weight.grad is not None and model.step_head.weight.grad.abs().sum() > 0
+    assert model.video.clip.visual.proj.grad is not None
+    assert all(p.grad is None for p in model.skeleton.parameters())
+    # without a skeleton (evaluation) there are no step outputs; without a teacher there is no head to build
+    assert "video_steps" not in model(video, tokens, 2)
+    with pytest.raises(ValueError, match="needs a skeleton teacher"):
+        build_ski_vlm(build_video_clip(), None, step_head=True)
+
+
+@pytest.mark.parametrize("teacher_trainable", [False, True])
+def test_the_other_distill_modes_see_bit_identical_outputs(tokens, teacher_trainable):
+    """The step head only adds outputs: the same seed gives the same logits, sims, embeddings and losses."""
+    video, skel = _inputs()
+    plain = _seeded_ski_vlm(step_head=False, teacher_trainable=teacher_trainable)(video, tokens, 2, skeleton=skel)
+    steps = _seeded_ski_vlm(step_head=True, teacher_trainable=teacher_trainable)(video, tokens, 2, skeleton=skel)
+    assert set(steps) - set(plain) == {"video_steps", "skeleton_steps"}
+    for k, v in plain.items():
+        assert torch.equal(v, steps[k]), k
+    y = torch.tensor([0, 1])
+    for mode in ("sims", "logits", "features"):
+        a, b = SKIVLMLoss(distill_on=mode)(plain, y), SKIVLMLoss(distill_on=mode)(steps, y)
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), mode
+
+
+def test_step_head_round_trips_and_the_video_branch_loads_without_it(tmp_path, tokens):
+    model = _seeded_ski_vlm(step_head=True).eval()
+    save_model(model, tmp_path / "m")
+    cfg = json.loads((tmp_path / "m" / "model_config.json").read_text())
+    assert cfg["step_head"] is True and "step_head" not in cfg["video"]
+    video, skel = _inputs()
+    again = load_model(tmp_path / "m")
+    assert torch.equal(again.step_head.weight, model.step_head.weight)
+    torch.testing.assert_close(again(video, tokens, 2, skeleton=skel)["video_steps"],
+                               model(video, tokens, 2, skeleton=skel)["video_steps"])
+    vid = load_video_clip(tmp_path / "m")  # the skeleton-free inference model: no head in it
+    assert not any("step_head" in k for k in vid.state_dict())
+    torch.testing.assert_close(vid.encode_video(video), model.video.encode_video(video))
+    assert "step_head" not in build_ski_vlm(build_video_clip(), None).config  # other folders keep their config
