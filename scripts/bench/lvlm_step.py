@@ -216,6 +216,20 @@ def _smol_steps(ours, proc, base, samples: list[dict], batch: int, seed: int) ->
             "ours_packed": (ours_packed, grouped)}
 
 
+def _round_robin(steps: dict) -> tuple[dict, dict]:
+    """Wall and process-CPU seconds per contender, one step of each in turn (load hits all alike)."""
+    wall = {name: 0.0 for name in steps}
+    cpu = {name: 0.0 for name in steps}  # process CPU time: robust to other jobs on a shared machine
+    for k in range(max(len(b) for _, b in steps.values())):
+        for name, (fn, batches) in steps.items():
+            if k < len(batches):
+                t0, c0 = time.perf_counter(), time.process_time()
+                fn(batches[k])
+                wall[name] += time.perf_counter() - t0
+                cpu[name] += time.process_time() - c0
+    return wall, cpu
+
+
 def bench_cpu_smol(args) -> dict:
     """SmolLM2-135M LoRA steps on the world's real instruction lengths: ours against HF+PEFT padded.
 
@@ -227,19 +241,17 @@ def bench_cpu_smol(args) -> dict:
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     ours, proc, base = _smol_models(args.lora_r)
+    if args.precision == "bf16":  # every contender alike: frozen weights bf16, LoRA fp32, bf16 autocast
+        from ski_lvlm.training.lvlm_setup import cast_frozen_to_bf16
+
+        cast_frozen_to_bf16(ours)
+        cast_frozen_to_bf16(base)
     samples = _smol_samples(args.instructions, proc, args.samples, args.p_inject, seed=0)
     steps = _smol_steps(ours, proc, base, samples, args.batch, seed=0)
-    for fn, batches in steps.values():  # warm-up: one step each (allocator, first-call costs)
-        fn(batches[0])
-    wall = {name: 0.0 for name in steps}
-    cpu = {name: 0.0 for name in steps}  # process CPU time: robust to other jobs on a shared machine
-    for k in range(max(len(b) for _, b in steps.values())):
-        for name, (fn, batches) in steps.items():
-            if k < len(batches):
-                t0, c0 = time.perf_counter(), time.process_time()
-                fn(batches[k])
-                wall[name] += time.perf_counter() - t0
-                cpu[name] += time.process_time() - c0
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.precision == "bf16"):
+        for fn, batches in steps.values():  # warm-up: one step each (allocator, first-call costs)
+            fn(batches[0])
+        wall, cpu = _round_robin(steps)
     tokens = sum(len(s["input_ids"]) for s in samples)
     lengths = [len(s["input_ids"]) for s in samples]
     labels = sum(sum(x != -100 for x in s["labels"]) for s in samples)
@@ -249,7 +261,7 @@ def bench_cpu_smol(args) -> dict:
         res[name]["ratio_vs_hf_peft_padded"] = res[name]["tokens_per_s"] / res["hf_peft_padded"]["tokens_per_s"]
         res[name]["cpu_ratio_vs_hf_peft_padded"] = (res[name]["tokens_per_cpu_s"]
                                                     / res["hf_peft_padded"]["tokens_per_cpu_s"])
-    res.update(mode="cpu-smol", baseline="hf_peft_padded", threads=args.threads, batch=args.batch,
+    res.update(mode="cpu-smol", baseline="hf_peft_padded", precision=args.precision, threads=args.threads, batch=args.batch,
                samples=len(samples), tokens=tokens, label_tokens=int(labels),
                length_min_mean_max=[min(lengths), sum(lengths) / len(lengths), max(lengths)],
                lora_r=args.lora_r, instructions=args.instructions, torch=torch.__version__)
@@ -469,6 +481,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="cpu-smol: the world's instruction JSON (its real length distribution)")
     p.add_argument("--samples", type=int, default=32, help="cpu-smol: records every contender trains on")
     p.add_argument("--p-inject", type=float, default=0.5, help="cpu-smol: share of samples with skeleton tokens")
+    p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
+                   help="cpu-smol: every contender in this precision (bf16: frozen weights bf16, LoRA fp32, "
+                        "autocast; what instruct_smol.yaml's bf16_native gives on AMX CPUs)")
     p.add_argument("--device", default="cuda", help="gpu mode: cuda (or cpu with --shape tiny for a smoke run)")
     p.add_argument("--shape", choices=["7b", "tiny"], default="7b", help="gpu mode: model shape")
     p.add_argument("--batch", type=int, default=None, help="default: 8 (gpu), 4 (cpu)")
@@ -507,7 +522,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.mode == "cpu-smol":
         print(f"SmolLM2-135M LoRA r={res['lora_r']}, {res['samples']} samples of {args.instructions} "
               f"({res['tokens']} tokens, lengths {res['length_min_mean_max'][0]}-{res['length_min_mean_max'][2]}), "
-              f"batch {res['batch']}, {res['threads']} thread(s)")
+              f"batch {res['batch']}, {res['threads']} thread(s), {res['precision']} (all contenders)")
         for name in ("hf_peft_padded", "ours_padded_grouped", "ours_packed"):
             r = res[name]
             print(f"{name:20s} {r['tokens_per_s']:7.1f} tokens/s {r['ratio_vs_hf_peft_padded']:5.2f}x hf_peft_padded   "
