@@ -252,7 +252,7 @@ class TrainConfig:
     precision: Literal["auto", "bf16_native", "fp32", "bf16"] = "auto"
     """auto = bf16 on CUDA, fp32 on CPU; bf16_native = bf16 on CUDA and on CPUs with AMX / AVX512-BF16, fp32 on
     other CPUs (where bf16 is emulated and slower). bf16 on CPU: frozen weights in bf16, trainable ones fp32,
-    bf16 autocast (1.26x per step for SmolLM2 LoRA here; README)."""
+    bf16 autocast (1.2x per SmolLM2 LoRA step here; README)."""
     gradient_checkpointing: bool = False
     """Recompute activations in backward (less memory)."""
     deepspeed: str | None = None
