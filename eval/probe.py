@@ -105,10 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     if problems:
         raise UserError("; ".join(problems))
     train, test, classes = _splits(args)
-    try:
-        device = pick_device(args.device)
-    except RuntimeError as e:
-        raise UserError(str(e)) from None
+    device = pick_device(args.device)  # DeviceError is reported by cli_entry
     try:
         encoder = load_probe_encoder(args.encoder, tokens=args.tokens, num_frames=args.frames,
                                      max_frames=args.max_frames, sampling=args.sampling, layer=args.layer,

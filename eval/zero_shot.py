@@ -79,10 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     problems = check_writable_parent(args.out)
     if problems:
         raise UserError("; ".join(problems))
-    try:
-        device = pick_device(args.device)
-    except RuntimeError as e:
-        raise UserError(str(e)) from None
+    device = pick_device(args.device)  # DeviceError is reported by cli_entry
     from ski_lvlm.evaluation.zero_shot import evaluate_zero_shot, markdown_table
 
     out = Path(args.out)

@@ -163,12 +163,7 @@ def _check_settings(out: Path, settings: dict, overwrite: bool) -> None:
 def _load_captioner(model_dir: Path, device: str, dtype: str | None):
     """The model as a :class:`Captioner` (no fast path: greedy numbers must match the plain ``generate``)."""
     from ski_lvlm.inference import Captioner
-    from ski_lvlm.utils.runtime import pick_device
 
-    try:
-        pick_device(device)
-    except RuntimeError as e:  # CUDA asked for and not there
-        raise UserError(str(e)) from None
     captioner = Captioner.from_pretrained(model_dir, device=device, dtype=dtype or "saved", fast=False,
                                           feature_cache_size=64)
     if not captioner.takes_video:

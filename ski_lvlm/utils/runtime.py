@@ -9,7 +9,9 @@ import random
 import numpy as np
 import torch
 
-__all__ = ["seed_everything", "pick_device", "autocast", "resolve_dtype", "native_bf16", "resolve_precision", "rng_state",
+from ski_lvlm.utils.errors import SkiLvlmError
+
+__all__ = ["DeviceError", "seed_everything", "pick_device", "autocast", "resolve_dtype", "native_bf16", "resolve_precision", "rng_state",
            "set_rng_state"]
 
 
@@ -20,13 +22,21 @@ def seed_everything(seed: int) -> None:
     os.environ.setdefault("PYTHONHASHSEED", str(seed))
 
 
+class DeviceError(SkiLvlmError, RuntimeError):
+    """The device asked for is not there: an input error (``cli_entry`` reports it), still a RuntimeError."""
+
+
 def pick_device(preference: str = "auto") -> torch.device:
-    """``auto`` -> cuda when available, else cpu; ``cuda``/``cpu``/``cuda:1`` are taken as given."""
+    """``auto`` -> cuda when available, else cpu; ``cuda``/``cpu``/``cuda:1`` are taken as given.
+
+    Raises:
+        DeviceError: CUDA asked for and not available.
+    """
     if preference == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dev = torch.device(preference)
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("device=cuda requested but no CUDA device is available (use device=auto or cpu)")
+        raise DeviceError("device=cuda requested but no CUDA device is available (use device=auto or cpu)")
     return dev
 
 

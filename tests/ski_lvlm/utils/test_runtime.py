@@ -36,3 +36,14 @@ def test_native_bf16_reads_the_cpu_flags(monkeypatch):
     assert native_bf16(CPU) is False
     monkeypatch.delattr(torch.cpu, "_is_amx_tile_supported")  # a torch without the probes: fp32, no crash
     assert native_bf16(CPU) is False
+
+
+def test_a_missing_cuda_device_is_an_input_error_and_still_a_runtime_error(monkeypatch):
+    from ski_lvlm.utils.errors import SkiLvlmError
+    from ski_lvlm.utils.runtime import DeviceError, pick_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(DeviceError, match="device=cuda requested but no CUDA device") as e:
+        pick_device("cuda")
+    assert isinstance(e.value, SkiLvlmError) and isinstance(e.value, RuntimeError)  # cli_entry reports it
+    assert pick_device("auto") == CPU
