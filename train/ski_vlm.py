@@ -59,7 +59,8 @@ from ski_lvlm.training.checkpoint import (EXIT_INTERRUPTED, GracefulStop, TrainS
 from ski_lvlm.training.schedule import set_lr, warmup_cosine
 from ski_lvlm.utils.errors import UserError, cli_entry
 from ski_lvlm.utils.io import atomic_write_json
-from ski_lvlm.utils.run_layout import FINAL_DIR, TRAIN_LOG, ModelFolderError, resolve_model_dir, start_train_log
+from ski_lvlm.utils.run_layout import (CONFIG_FILE, FINAL_DIR, TRAIN_LOG, ModelFolderError, config_header,
+                                      resolve_model_dir, start_train_log)
 from ski_lvlm.utils.runtime import seed_everything
 
 
@@ -426,7 +427,7 @@ class SKIVLMRecipe:
             self.out.mkdir(parents=True, exist_ok=True)
             # a fresh run starts a fresh log; a resumed one appends (an old run's metrics.jsonl is renamed)
             start_train_log(self.out, fresh=self.state.step == 0 and self.state.batch_in_epoch == 0)
-            save_config(cfg, self.out / "config.yaml", header="ski-lvlm train ski-vlm --config config.yaml")
+            save_config(cfg, self.out / CONFIG_FILE, header=config_header("ski-vlm"))
 
     def _log(self, record: dict) -> None:
         if self.acc.is_main_process:

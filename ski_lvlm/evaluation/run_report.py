@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from ski_lvlm.metrics.captions import CAPTION_METRICS
-from ski_lvlm.utils.run_layout import FINAL_DIR, TRAIN_LOG, ModelFolderError, find_train_log, resolve_model_dir
+from ski_lvlm.utils.run_layout import (FINAL_DIR, TRAIN_LOG, ModelFolderError, find_train_log, resolve_model_dir,
+                                      run_recipe)
 
 __all__ = ["ASSETS", "discover", "build_report", "short_error"]
 
@@ -39,16 +40,6 @@ def _zero_shot_model(folder: Path) -> bool:
     return "novel_csv" not in data or data["novel_csv"] is not None
 
 
-def _phase12_run(folder: Path) -> bool:
-    """A SkeletonCLIP / SKI-VLM run, finished or not: its config.yaml's first line names the recipe. Its
-    train_log.jsonl must not make an unfinished one look like an LVLM run (all recipes use that name)."""
-    cfg_file = folder / "config.yaml"
-    if not cfg_file.is_file():
-        return False
-    with open(cfg_file, encoding="utf-8") as f:
-        return f.readline().startswith(("# ski-lvlm train skeleton-clip", "# ski-lvlm train ski-vlm"))
-
-
 def discover(run: Path, world: Path | None = None) -> dict[str, Any]:
     """What a run folder holds: VLM model folders, LVLM runs, the world, earlier results.
 
@@ -65,7 +56,7 @@ def discover(run: Path, world: Path | None = None) -> dict[str, Any]:
         if model is not None and _zero_shot_model(sub):
             vlm[sub.name] = model
         if (sub / FINAL_DIR / "config.json").is_file() or (
-                model is None and not _phase12_run(sub) and (sub / TRAIN_LOG).is_file()):
+                model is None and run_recipe(sub) not in ("skeleton-clip", "ski-vlm") and (sub / TRAIN_LOG).is_file()):
             lvlm[sub.name] = sub
     world = world or (run / "world")
     return {"vlm": vlm, "lvlm": lvlm, "world": world if world.is_dir() else None}

@@ -18,12 +18,31 @@ from pathlib import Path
 from ski_lvlm.utils.errors import SkiLvlmError
 
 __all__ = ["TRAIN_LOG", "FINAL_DIR", "OLD_TRAIN_LOG", "OLD_FINAL_DIR", "ModelFolderError", "resolve_model_dir",
-           "find_train_log", "start_train_log"]
+           "find_train_log", "start_train_log", "CONFIG_FILE", "config_header", "run_recipe"]
 
 TRAIN_LOG = "train_log.jsonl"
 FINAL_DIR = "final"
 OLD_TRAIN_LOG = "metrics.jsonl"  # phase-1/2 runs before issue 14
 OLD_FINAL_DIR = "model"  # phase-1/2 runs before issue 14
+CONFIG_FILE = "config.yaml"  # the run's resolved settings; its first line is config_header()
+_COMMAND = "ski-lvlm train "
+
+
+def config_header(recipe: str, config: str | Path = CONFIG_FILE) -> str:
+    """The command that reruns a run (``skeleton-clip``, ``ski-vlm`` or ``lvlm``), written as the first line of
+    its ``config.yaml``; :func:`run_recipe` reads it back."""
+    return f"{_COMMAND}{recipe} --config {config}"
+
+
+def run_recipe(run: str | Path) -> str | None:
+    """Which recipe wrote ``run`` (``skeleton-clip``, ``ski-vlm``, ``lvlm``), from its ``config.yaml``'s first
+    line; None without one. Why: an unfinished run has no final/ yet to tell its kind by."""
+    cfg = Path(run) / CONFIG_FILE
+    if not cfg.is_file():
+        return None
+    with open(cfg, encoding="utf-8") as f:
+        line = f.readline()
+    return line[len("# " + _COMMAND):].split(" ", 1)[0] if line.startswith("# " + _COMMAND) else None
 
 
 class ModelFolderError(SkiLvlmError, FileNotFoundError):

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from ski_lvlm.utils.errors import SkiLvlmError
-from ski_lvlm.utils.run_layout import ModelFolderError, find_train_log, resolve_model_dir, start_train_log
+from ski_lvlm.utils.run_layout import (ModelFolderError, config_header, find_train_log, resolve_model_dir, run_recipe,
+                                      start_train_log)
 
 
 def _model(folder):
@@ -112,3 +113,24 @@ def test_start_train_log_fresh_clears_both_and_resume_continues_an_old_log(tmp_p
         warnings.simplefilter("error")
         assert start_train_log(tmp_path, fresh=False) == new  # nothing to rename: the log is kept
     assert new.read_text() == '{"step": 1}\n'
+
+
+@pytest.mark.parametrize("recipe", ["skeleton-clip", "ski-vlm", "lvlm"])
+def test_the_config_header_names_the_recipe_that_wrote_a_run(tmp_path, recipe):
+    from dataclasses import dataclass
+
+    from ski_lvlm.config import save_config
+
+    @dataclass
+    class Cfg:
+        x: int = 1
+
+    save_config(Cfg(), tmp_path / "config.yaml", header=config_header(recipe, tmp_path / "config.yaml"))
+    assert (tmp_path / "config.yaml").read_text().startswith(f"# ski-lvlm train {recipe} --config {tmp_path}")
+    assert run_recipe(tmp_path) == recipe
+
+
+def test_a_run_without_a_recipe_header_has_none(tmp_path):
+    assert run_recipe(tmp_path) is None  # no config.yaml
+    (tmp_path / "config.yaml").write_text("# my own notes\nx: 1\n")
+    assert run_recipe(tmp_path) is None
