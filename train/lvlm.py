@@ -64,14 +64,16 @@ from ski_lvlm.training.distributed import (barrier, destroy, gathered_parameters
                                            init_distributed, load_deepspeed_config, world_info)
 from ski_lvlm.training.lvlm_checkpoint import (TrainState, latest_resume_checkpoint, load_resume_checkpoint,
                                                save_final, save_resume_checkpoint)
-from ski_lvlm.training.lvlm_features import check_feature_cache, compute_features, fit_standardizers, prealign
+from ski_lvlm.training.lvlm_features import (check_feature_cache, compute_features, fit_standardizers, prealign,
+                                             read_training_features)
 from ski_lvlm.training.lvlm_setup import (attach_lora, cast_frozen_to_bf16, enable_gradient_checkpointing,
                                           enable_packing, param_groups, quantize_llm)
 from ski_lvlm.training.schedule import warmup_cosine
+from ski_lvlm.training.step_align import step_alignment
 from ski_lvlm.training.stepper import Stepper
 from ski_lvlm.utils.errors import UserError, cli_entry
 from ski_lvlm.utils.io import atomic_write_json
-from ski_lvlm.utils.run_layout import FINAL_DIR, TRAIN_LOG
+from ski_lvlm.utils.run_layout import CONFIG_FILE, FINAL_DIR, TRAIN_LOG, config_header
 from ski_lvlm.utils.runtime import autocast, pick_device, resolve_precision, seed_everything
 
 REPO = Path(__file__).resolve().parent.parent
@@ -293,6 +295,19 @@ class TrainConfig:
 
 
 @dataclass
+class LossConfig:
+    distill_on: Literal["none", "steps"] = "none"
+    """steps: pull each frame's projected video token towards the projected skeleton token of the same moment
+    (the skeleton side is the target, no gradient; ski_lvlm.training.step_align), for every training video with
+    a skeleton, injected or not. The same name as phase 2's loss.distill_on."""
+    alpha: float = 1.0
+    """Weight of that term (a squared distance of unit vectors, in [0, 4]) next to the LM loss."""
+
+    def validate(self) -> list[str]:
+        return ["alpha: must be >= 0"] if self.alpha < 0 else []
+
+
+@dataclass
 class LvlmRecipeConfig:
     RENAMED: ClassVar[dict] = {  # the names of phases 1/2 (issue 14); the old ones warn
         "out": "train.output_dir",
@@ -305,9 +320,14 @@ class LvlmRecipeConfig:
     lora: LoraConfig = field(default_factory=LoraConfig)
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
 
     def validate(self) -> list[str]:
         out = []
+        if self.loss.distill_on == "steps" and not self.model.skeleton_encoder:
+            out.append("loss.distill_on: steps aligns video tokens to skeleton tokens; set model.skeleton_encoder")
+        if self.loss.distill_on == "steps" and self.model.tower_trainable != "frozen":
+            out.append("loss.distill_on: steps reads the cached tower features; it needs model.tower_trainable=frozen")
         if self.data.p_inject > 0 and not self.model.skeleton_encoder:
             out.append("data.p_inject: skeleton injection needs model.skeleton_encoder (or set data.p_inject=0)")
         if self.train.llm_adapter == "qlora" and self.train.deepspeed and "zero3" in Path(self.train.deepspeed).name:
@@ -335,6 +355,7 @@ class LvlmRecipe:
         self.engine = None
         self.tb = None
         self.last_loss: float | None = None
+        self.distill_sum = 0.0  # loss.distill_on=steps: the alignment distance summed since the last log line
 
     # ------------------------------------------------------------------ setup
     def setup(self) -> None:
@@ -345,8 +366,8 @@ class LvlmRecipe:
         seed_everything(cfg.train.seed)
         if self.is_main:
             self.out.mkdir(parents=True, exist_ok=True)
-            save_config(cfg, self.out / "config.yaml",
-                        header="ski-lvlm train lvlm --config " + str(self.out / "config.yaml"))
+            save_config(cfg, self.out / CONFIG_FILE,
+                        header=config_header("lvlm", self.out / CONFIG_FILE))
         self.records, instruction_rows = self._read_records()
         self.skel_encoder, skel_shape = self._skeleton_encoder()
         if cfg.model.init_from:
@@ -487,7 +508,7 @@ class LvlmRecipe:
         """The feature cache (given, or computed into OUT/features); then, for a fresh model, the projectors'
         feature statistics and the optional pre-alignment, which read it."""
         cfg = self.cfg
-        skel = self.skel_encoder if cfg.data.p_inject > 0 else None
+        skel = self.skel_encoder if cfg.data.p_inject > 0 or cfg.loss.distill_on == "steps" else None
         if cfg.data.feature_cache:
             cache = check_feature_cache(cfg.data.feature_cache, self.video_encoder, skel)
         else:
@@ -495,9 +516,10 @@ class LvlmRecipe:
                                      batch_size=cfg.data.feature_batch_size, skip_bad=cfg.data.skip_bad_samples,
                                      is_main=self.is_main, log=self.log)
         if not cfg.model.init_from:  # a loaded model keeps what it was trained with
-            fit_standardizers(self.model, self.records, cache, self.log)
+            feats = read_training_features(self.records, cache)  # read once for both steps
+            fit_standardizers(self.model, feats, self.log)
             if cfg.train.prealign_steps > 0:
-                prealign(self.model, self.processor.tokenizer, self.records, cache, steps=cfg.train.prealign_steps,
+                prealign(self.model, self.processor.tokenizer, self.records, feats, steps=cfg.train.prealign_steps,
                          target=cfg.train.prealign_target, summary_tokens=cfg.model.video_summary_tokens,
                          seed=cfg.train.seed, log=self.log)
         return cache
@@ -512,6 +534,7 @@ class LvlmRecipe:
         tokenized = tokenize_set(instruction_rows, self.processor, num_proc=cfg.data.num_proc)
         ds = LvlmDataset(self.records, PretokenizedProcessor(self.processor, tokenized), features,
                          p_inject=cfg.data.p_inject, video_summary_tokens=self.model.config.video_summary_tokens,
+                         align_skeleton=cfg.loss.distill_on == "steps",
                          seed=cfg.train.seed, skip_bad=cfg.data.skip_bad_samples, source=cfg.data.train_json)
         if self.is_main and ds.skipped:
             atomic_write_json(self.out / "skipped_samples.json", [dataclasses.asdict(s) for s in ds.skipped])
@@ -544,8 +567,8 @@ class LvlmRecipe:
             n_tower = model.video_tower.set_trainable(cfg.model.tower_trainable)
             self.log(f"video tower: {n_tower / 1e3:.1f}k trainable parameters ({cfg.model.tower_trainable})")
         # An unused trainable module would get no gradient (DeepSpeed dislikes that): train the skeleton
-        # projector only when skeleton tokens can occur.
-        model.skeleton_projector.requires_grad_(self.dataset.num_with_skeleton > 0)
+        # projector only when skeleton tokens can occur (the step alignment gives it none).
+        model.skeleton_projector.requires_grad_(self.dataset.num_with_skeleton > 0 and cfg.data.p_inject > 0)
         if t.gradient_checkpointing:
             enable_gradient_checkpointing(model)
         if self.precision == "bf16" and t.llm_adapter != "qlora" and not t.deepspeed:
@@ -594,6 +617,12 @@ class LvlmRecipe:
             loss = module(**kw, use_cache=False).loss
         if self.world > 1:  # every label token weighs the same on every rank, as in one process
             loss = global_token_mean(loss, (kw["labels"][..., 1:] != IGNORE_INDEX).sum())
+        if self.cfg.loss.distill_on == "steps" and batch.get("align_rows") is not None:
+            rows = batch["align_rows"].to(dev)
+            dist = step_alignment(getattr(module, "module", module), kw["video_features"][rows],
+                                  batch["align_skeleton"].to(dev), self.model.config.num_frames)  # DeepSpeed wraps
+            self.distill_sum += float(dist.detach())  # logged with the step (one sync per micro-batch)
+            loss = loss + self.cfg.loss.alpha * dist
         return loss
 
     def train(self) -> int:
@@ -689,20 +718,24 @@ class LvlmRecipe:
     def _log_step(self, state: TrainState, lr: float, window: dict, pbar: tqdm) -> None:
         """One line of OUT/train_log.jsonl, TensorBoard and stdout: the means since the last line."""
         dt = max(time.perf_counter() - window["t0"], 1e-9)
+        window["distill"], self.distill_sum = self.distill_sum, 0.0
         if self.world > 1:  # every rank logs at the same steps: average over all of them
-            keys = ("loss", "n", "tokens", "skel", "samples")
+            keys = ("loss", "n", "tokens", "skel", "samples", "distill")
             sums = torch.tensor([window[k] for k in keys], dtype=torch.float64, device=self.device)
             torch.distributed.all_reduce(sums)
             window.update(zip(keys, sums.tolist()))
         rec = {"step": state.step, "epoch": state.epoch, "loss": window["loss"] / max(window["n"], 1), "lr": lr,
                "tokens_per_s": window["tokens"] / dt, "samples": int(window["samples"]),
                "skeleton_frac": window["skel"] / max(window["samples"], 1), "time": time.time()}
+        if self.cfg.loss.distill_on == "steps":  # the mean alignment distance (the loss includes alpha x it)
+            rec["distill"] = window["distill"] / max(window["n"], 1)
         self.last_loss = rec["loss"]
         if self.is_main:
             with open(self.out / TRAIN_LOG, "a", encoding="utf-8") as f:
                 f.write(json.dumps(rec) + "\n")
-            for k in ("loss", "lr", "tokens_per_s", "skeleton_frac"):
-                self.tb.add_scalar(f"train/{k}", rec[k], state.step)
+            for k in ("loss", "lr", "tokens_per_s", "skeleton_frac", "distill"):
+                if k in rec:
+                    self.tb.add_scalar(f"train/{k}", rec[k], state.step)
             pbar.set_postfix(loss=f"{rec['loss']:.4f}", lr=f"{lr:.2e}", tok_s=f"{rec['tokens_per_s']:.0f}")
             pbar.write(f"[lvlm] step {state.step}/{self.total_steps} loss {rec['loss']:.4f} lr {lr:.3e} "
                        f"tokens/s {rec['tokens_per_s']:.0f} skel {rec['skeleton_frac']:.2f}")
@@ -716,6 +749,7 @@ class LvlmRecipe:
             if self.is_main:
                 info = {"stage": t.stage, "llm_adapter": t.llm_adapter, "steps": state.step,
                         "final_loss": self.last_loss, "p_inject": self.cfg.data.p_inject,
+                        "distill_on": self.cfg.loss.distill_on,
                         "samples": len(self.dataset), "skipped": len(self.dataset.skipped),
                         "command": "ski-lvlm train lvlm " + " ".join(self.argv)}
                 if self.model.video_tower is not None and self.cfg.model.tower_trainable == "lora":

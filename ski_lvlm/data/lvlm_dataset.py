@@ -108,6 +108,7 @@ class LvlmDataset(Dataset):
     skip_bad: bool = False
     source: str = "<records>"
     video_summary_tokens: int = 0  # rows the projector appends to the features (the processor counts them)
+    align_skeleton: bool = False  # hand out every video sample's skeleton steps for loss.distill_on=steps
     items: list[_Item] = field(init=False, default_factory=list)
     skipped: list[SkippedSample] = field(init=False, default_factory=list)
     epoch: int = field(init=False, default=0)
@@ -146,7 +147,7 @@ class LvlmDataset(Dataset):
         if has_video and feats["video"].shape[0] != expected:
             raise ValueError(f"video features have {feats['video'].shape[0]} tokens, the processor expects "
                              f"{expected}")
-        has_skeleton = "skeleton" in feats and self.p_inject > 0
+        has_skeleton = "skeleton" in feats and (self.p_inject > 0 or self.align_skeleton)
         if has_skeleton and feats["skeleton"].shape[0] != self.processor.num_skeleton_tokens:
             raise ValueError(f"skeleton features have {feats['skeleton'].shape[0]} steps, the processor expects "
                              f"{self.processor.num_skeleton_tokens}")
@@ -185,7 +186,9 @@ class LvlmDataset(Dataset):
         return {"id": item.id, "input_ids": ex.input_ids, "labels": ex.labels,
                 "video_features": feats.get("video") if item.has_video else None,
                 "video_frames": feats.get("frames") if item.has_video else None,
-                "skeleton_features": feats.get("skeleton") if use_skel else None}
+                "skeleton_features": feats.get("skeleton") if use_skel else None,
+                # injected or not: the per-step alignment target of this sample's video tokens
+                "align_skeleton": feats.get("skeleton") if self.align_skeleton and item.has_video else None}
 
 
 def lvlm_collate(batch: list[dict[str, Any]], pad_token_id: int) -> dict[str, Any]:
@@ -230,13 +233,19 @@ def lvlm_pack_collate(batch: list[dict[str, Any]]) -> dict[str, Any]:
 
 def _stack_features(batch: list[dict[str, Any]]) -> dict[str, torch.Tensor | None]:
     """``video_features [b_v, n_v, d_v]`` (or the samples' frames as ``pixel_values_videos``, see
-    :class:`FrameSource`) / ``skeleton_features [b_s, T', d_s]`` of the samples that have them."""
-    video = [b["video_features"] for b in batch if b["video_features"] is not None]
+    :class:`FrameSource`) / ``skeleton_features [b_s, T', d_s]`` of the samples that have them; with
+    ``align_skeleton``, ``align_skeleton [b_a, T', d_s]`` and ``align_rows [b_a]`` (which rows of
+    ``video_features`` they belong to)."""
+    with_video = [b for b in batch if b["video_features"] is not None]
     frames = [b["video_frames"] for b in batch if b.get("video_frames") is not None]
     skel = [b["skeleton_features"] for b in batch if b["skeleton_features"] is not None]
-    return {"video_features": torch.stack(video).float() if video and not frames else None,
+    rows = [i for i, b in enumerate(with_video) if b.get("align_skeleton") is not None]
+    return {"video_features": torch.stack([b["video_features"] for b in with_video]).float()
+            if with_video and not frames else None,
             "pixel_values_videos": torch.stack(frames) if frames else None,  # [b_v, t, 3, H, W] uint8
-            "skeleton_features": torch.stack(skel).float() if skel else None}
+            "skeleton_features": torch.stack(skel).float() if skel else None,
+            "align_skeleton": torch.stack([with_video[i]["align_skeleton"] for i in rows]).float() if rows else None,
+            "align_rows": torch.tensor(rows, dtype=torch.long) if rows else None}
 
 
 class LengthGroupedBatches:

@@ -22,7 +22,7 @@ from ski_lvlm.training.distributed import barrier
 from ski_lvlm.training.prealign import answer_embeddings, answer_word_targets, prealign_projector
 from ski_lvlm.utils.errors import UserError
 
-__all__ = ["check_feature_cache", "compute_features", "fit_standardizers", "prealign"]
+__all__ = ["check_feature_cache", "compute_features", "read_training_features", "fit_standardizers", "prealign"]
 
 
 def check_feature_cache(folder: str, video_encoder: Any, skeleton_encoder: Any) -> FeatureCache:
@@ -64,38 +64,40 @@ def compute_features(records: list[dict], path: Path, video_encoder: Any, skelet
     return FeatureCache(path)
 
 
-def fit_standardizers(model: torch.nn.Module, records: list[dict], cache: FeatureCache,
+def read_training_features(records: list[dict], cache: FeatureCache) -> dict[str, dict[str, torch.Tensor]]:
+    """Every training sample's cached features, read once (key -> ``{"video", "skeleton"}``), for the two
+    steps below; samples without an entry are left out (the dataset reports them)."""
+    out = {}
+    for key in sorted({sample_key(r) for r in records}):  # fixed order: same float sums on resume
+        try:
+            out[key] = cache.get(key)
+        except KeyError:
+            continue
+    return out
+
+
+def fit_standardizers(model: torch.nn.Module, features: dict[str, dict[str, torch.Tensor]],
                       log: Callable[[str], None]) -> None:
-    """Fit the ``std_*`` projectors' feature statistics on the training features (a fresh model only: a
-    model from ``model.init_from`` keeps the statistics it was trained with)."""
+    """Fit the ``std_*`` projectors' feature statistics on the training features (:func:`read_training_features`;
+    a fresh model only: a model from ``model.init_from`` keeps the statistics it was trained with)."""
     for name, proj in (("video", model.video_projector), ("skeleton", model.skeleton_projector)):
         std = standardizer_of(proj)
         if std is None:
             continue
-        rows = []
-        for key in sorted({sample_key(r) for r in records}):  # fixed order: same float sums on resume
-            try:
-                feats = cache.get(key)
-            except KeyError:
-                continue
-            if name in feats:
-                rows.append(feats[name].reshape(-1, feats[name].shape[-1]).float())
+        rows = [f[name].reshape(-1, f[name].shape[-1]).float() for f in features.values() if name in f]
         if rows:
             std.fit(torch.cat(rows))  # [sum rows, d]
             log(f"{name} projector: feature statistics fitted on {len(rows)} training samples")
 
 
-def prealign(model: torch.nn.Module, tokenizer: Any, records: list[dict], cache: FeatureCache, *, steps: int,
-             target: str, summary_tokens: int, seed: int, log: Callable[[str], None]) -> None:
+def prealign(model: torch.nn.Module, tokenizer: Any, records: list[dict], features: dict[str, dict[str, torch.Tensor]],
+             *, steps: int, target: str, summary_tokens: int, seed: int, log: Callable[[str], None]) -> None:
     """Fit the video projector so each video's tokens land on its first answer's word embeddings
     (``ski_lvlm.training.prealign``), before any LLM pass."""
     feats, answers = [], []
     for r in records:
         turns = [t for t in r["conversations"] if t.get("from") in ("gpt", "assistant")]
-        try:
-            video = cache.get(sample_key(r)).get("video")
-        except KeyError:
-            continue
+        video = features.get(sample_key(r), {}).get("video")
         if video is not None and turns:
             feats.append(video.float())
             answers.append(turns[0]["value"])

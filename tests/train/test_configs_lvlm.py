@@ -63,6 +63,21 @@ def test_invalid_combinations_are_reported_together(tmp_path):
         assert msg in text
 
 
+def test_step_alignment_needs_a_skeleton_encoder_and_a_frozen_tower(tmp_path):
+    data = tmp_path / "train.json"
+    data.write_text("[]")
+    with pytest.raises(ConfigError) as e:
+        load_config(LvlmRecipeConfig, ROOT / "train/configs/lvlm/instruct_tiny.yaml",
+                    [f"data.train_json={data}", "loss.distill_on=steps", "loss.alpha=-1", "model.skeleton_encoder=null",
+                     "model.tower_trainable=lora"])
+    text = str(e.value)
+    for msg in ("loss.distill_on: steps aligns video tokens to skeleton tokens; set model.skeleton_encoder",
+                "it needs model.tower_trainable=frozen", "alpha: must be >= 0"):
+        assert msg in text
+    cfg = load_config(LvlmRecipeConfig, ROOT / "train/configs/lvlm/instruct_tiny.yaml", [f"data.train_json={data}"])
+    assert (cfg.loss.distill_on, cfg.loss.alpha) == ("none", 1.0)  # off unless asked
+
+
 @pytest.mark.parametrize("path", DS, ids=lambda p: p.name)
 def test_deepspeed_json(path):
     cfg = load_deepspeed_config(path, micro_batch_size=4, grad_accum=2, grad_clip=1.0, bf16=True, world_size=8)

@@ -339,3 +339,25 @@ def test_bf16_on_cpu_trains_close_to_fp32(tmp_path, world):
     assert exact.keys() == half.keys() == {1, 2}
     assert exact[1] != half[1]  # bf16 really computed something else...
     assert abs(exact[1] - half[1]) < 0.05 * exact[1]  # ...and close to the exact loss
+
+
+def test_step_alignment_adds_alpha_times_the_distance_and_pulls_the_frames_to_the_skeleton(tmp_path, world):
+    common = ["--config", "train/configs/lvlm/instruct_tiny.yaml", f"data.train_json={world}", "train.deepspeed=null",
+              "train.max_steps=6", "data.p_inject=0", "model.projector_type=std_mlp2x_gelu", *FAST]
+    assert main([*common, f"train.output_dir={tmp_path / 'lm'}"]) == 0
+    assert main([*common, f"train.output_dir={tmp_path / 'steps'}", "loss.distill_on=steps", "loss.alpha=2"]) == 0
+    lm = losses(tmp_path / "lm")
+    log = [json.loads(x) for x in (tmp_path / "steps" / "train_log.jsonl").read_text().splitlines()]
+    # step 1 sees the same weights and batch in both runs: the only difference is alpha x the distance
+    assert log[0]["loss"] - lm[1] == pytest.approx(2 * log[0]["distill"], rel=1e-4)
+    assert log[-1]["distill"] < 0.7 * log[0]["distill"]  # the frames move towards the skeleton steps
+    assert all(r["skeleton_frac"] == 0.0 for r in log)  # aligned, never injected (p_inject=0)
+    from ski_lvlm.models.lvlm import load
+
+    info = json.loads((tmp_path / "steps" / "final" / "run_info.json").read_text())
+    assert info["distill_on"] == "steps"
+    a, _ = load(tmp_path / "lm" / "final")
+    b, _ = load(tmp_path / "steps" / "final")
+    # the skeleton projector is a target only: without injection nothing trains it (same init in both runs)
+    for (k, va), vb in zip(a.skeleton_projector.state_dict().items(), b.skeleton_projector.state_dict().values()):
+        assert torch.equal(va, vb), k

@@ -87,6 +87,25 @@ def test_collate_pads_and_stacks_in_batch_order(proc):
     assert (ids == proc.skeleton_token_id).sum() == N_S  # only sample 1
 
 
+def test_align_skeleton_hands_out_every_video_samples_steps_without_injecting(proc):
+    """loss.distill_on=steps: the alignment target of each video sample, injected or not, in video-row order."""
+    ds = LvlmDataset([rec(i) for i in range(4)], proc, feats(4, skeleton_for=(1, 2)), p_inject=0.0,
+                     align_skeleton=True)
+    assert ds.num_with_skeleton == 2 and not any(ds.inject(i) for i in range(4))
+    items = [ds[i] for i in range(4)]
+    assert all(it["skeleton_features"] is None for it in items)
+    assert all(it["input_ids"].count(proc.skeleton_token_id) == 0 for it in items)
+    for collate in (lvlm_pack_collate, lambda b: lvlm_collate(b, pad_token_id=proc.tokenizer.pad_token_id)):
+        batch = collate(items)
+        assert batch["skeleton_features"] is None
+        assert batch["align_rows"].tolist() == [1, 2]
+        assert batch["align_skeleton"].shape == (2, N_S, D_S)
+        # each target sits next to its own video's row
+        torch.testing.assert_close(batch["video_features"][batch["align_rows"], 0, 0], batch["align_skeleton"][:, 0, 0])
+    plain = lvlm_collate([LvlmDataset([rec(0)], proc, feats(1, skeleton_for=(0,)))[0]], pad_token_id=0)
+    assert plain["align_rows"] is None and plain["align_skeleton"] is None
+
+
 def test_pack_collate_concatenates_without_padding(proc):
     ds = LvlmDataset([rec(i) for i in range(3)], proc, feats(3, skeleton_for=(1,)), p_inject=1.0)
     items = [ds[0], ds[1], ds[2]]
