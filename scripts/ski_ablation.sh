@@ -20,9 +20,11 @@
 # ARMS: names with a shipped config (vifi, ski, ski_feat, ski_orig) or NAME:CONFIG.yaml[:k=v,k=v]
 #   (CONFIG under train/configs/ski_vlm/). An arm whose config has a teacher gets the same seed's
 #   SkeletonCLIP trained on the same protocol; `loss.kind: ce` arms get a SkeletonCLIP trained with kind=ce.
-# LVLM=1: SmolLM2-135M + LoRA on xsub, p_inject 0 vs 0.5, per seed; reduced from instruct_smol.yaml to
-#   LVLM_OVERRIDES (default: 1 epoch, prealign 200 steps) and scored on the first LVLM_LIMIT (default 120)
-#   test-subject captions/QA with METEOR off. About 4 min per run on 2 idle cores, plus the video tower.
+# LVLM=1: SmolLM2-135M + LoRA on xsub, per seed, one run per LVLM_ARMS entry NAME[:k=v,k=v] (default
+#   "p0:data.p_inject=0 p0.5:data.p_inject=0.5"; e.g. add steps:data.p_inject=0.5,loss.distill_on=steps), each
+#   compared with the first; reduced from instruct_smol.yaml to LVLM_OVERRIDES (default: 1 epoch, prealign
+#   200 steps) and scored on the first LVLM_LIMIT (default 120) test-subject captions/QA with METEOR off.
+#   About 4 min per run on 2 idle cores, plus the video tower.
 # Finished steps (a final/ -- model/ in runs from before issue 14 -- or results.json already there) are
 # skipped, so a rerun resumes.
 # Writes $OUT/<protocol>/seed<s>/..., $OUT/<protocol>/compare_<arm>/compare.{json,md}, $OUT/table.md.
@@ -147,6 +149,7 @@ done
 
 if [ "$LVLM" = 1 ]; then
   LVLM_LIMIT="${LVLM_LIMIT:-120}"
+  LVLM_ARMS="${LVLM_ARMS:-p0:data.p_inject=0 p0.5:data.p_inject=0.5}"
   read -r -a LVLM_OVR <<< "${LVLM_OVERRIDES:-train.epochs=1 train.prealign_steps=200}"
   ski-lvlm models prepare smollm2-135m > /dev/null
   for s in $SEEDS; do
@@ -155,22 +158,29 @@ if [ "$LVLM" = 1 ]; then
       data.root="$WORLD" train.output_dir="$run/tower" train.seed="$s"
     trained "$OUT/xsub/seed$s/skeleton_clip_clip" || ski-lvlm train skeleton-clip \
       --config train/configs/skeleton_clip/tiny_cpu.yaml data.root="$WORLD" train.output_dir="$OUT/xsub/seed$s/skeleton_clip_clip" train.seed="$s"
-    for pi in 0 0.5; do
-      say "lvlm seed $s: p_inject=$pi"
-      [ -d "$run/p$pi/final" ] || ski-lvlm train lvlm --config train/configs/lvlm/instruct_smol.yaml train.output_dir="$run/p$pi" \
-        data.train_json="$WORLD/instructions_train.json" data.p_inject="$pi" train.seed="$s" \
+    for arm in $LVLM_ARMS; do
+      name="${arm%%:*}"; ovr=(); [ "$arm" != "$name" ] && read -r -a ovr <<< "$(echo "${arm#*:}" | tr ',' ' ')"
+      say "lvlm seed $s: $name (${ovr[*]})"
+      [ -d "$run/$name/final" ] || ski-lvlm train lvlm --config train/configs/lvlm/instruct_smol.yaml \
+        train.output_dir="$run/$name" data.train_json="$WORLD/instructions_train.json" train.seed="$s" \
         model.video_encoder="ski_vlm:$run/tower/final" \
-        model.skeleton_encoder="skeleton_clip:$OUT/xsub/seed$s/skeleton_clip_clip/final" "${LVLM_OVR[@]}"
-      ski-lvlm eval captions --model "$run/p$pi/final" --eval-set "$WORLD/Charades_v1_test.csv" \
-        --phrases "$WORLD/class_phrases.json" --qa "$WORLD/qa.json" --limit "$LVLM_LIMIT" --meteor off \
-        --out "$run/captions_p$pi" --no-progress > /dev/null
+        model.skeleton_encoder="skeleton_clip:$OUT/xsub/seed$s/skeleton_clip_clip/final" "${LVLM_OVR[@]}" "${ovr[@]}"
+      [ -f "$run/captions_$name/results.json" ] || ski-lvlm eval captions --model "$run/$name/final" \
+        --eval-set "$WORLD/Charades_v1_test.csv" --phrases "$WORLD/class_phrases.json" --qa "$WORLD/qa.json" \
+        --limit "$LVLM_LIMIT" --meteor off --out "$run/captions_$name" --no-progress > /dev/null
     done
   done
-  a=(); b=()
-  for s in $SEEDS; do a+=("$OUT/lvlm/seed$s/captions_p0"); b+=("$OUT/lvlm/seed$s/captions_p0.5"); done
-  a[0]="p_inject_0=${a[0]}"; b[0]="p_inject_0.5=${b[0]}"
-  ski-lvlm eval compare --a "${a[@]}" --b "${b[@]}" --out "$OUT/lvlm/compare" --n-boot "$NBOOT" --n-perm "$NBOOT" > /dev/null
-  TABLE+=("lvlm=$OUT/lvlm/compare")
+  base=""
+  for arm in $LVLM_ARMS; do  # every arm against the first
+    name="${arm%%:*}"
+    if [ -z "$base" ]; then base="$name"; continue; fi
+    a=(); b=()
+    for s in $SEEDS; do a+=("$OUT/lvlm/seed$s/captions_$base"); b+=("$OUT/lvlm/seed$s/captions_$name"); done
+    a[0]="$base=${a[0]}"; b[0]="$name=${b[0]}"
+    cmp="$OUT/lvlm/compare"; [ "$name" = p0.5 ] || cmp="$OUT/lvlm/compare_$name"  # p0.5: the first pair's folder
+    ski-lvlm eval compare --a "${a[@]}" --b "${b[@]}" --out "$cmp" --n-boot "$NBOOT" --n-perm "$NBOOT" > /dev/null
+    TABLE+=("lvlm=$cmp")
+  done
 fi
 
 ski-lvlm eval compare-table --out "$OUT/table.md" "${TABLE[@]}"
