@@ -47,6 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--queue", type=int, default=64, help="requests waiting before new ones get 503")
     p.add_argument("--batch-window-ms", type=float, default=10.0,
                    help="wait this long for more requests before a batch starts (0 = never wait)")
+    p.add_argument("--arrival-wait-ms", type=float, default=100.0,
+                   help="while requests are still being received and parsed, wait up to this long for them "
+                        "before a batch starts (keeps batches full under lock-step clients; 0 = never)")
     p.add_argument("--max-video-bytes", type=int, default=200 * 2**20, help="largest video (file or data: URL)")
     p.add_argument("--max-video-seconds", type=float, default=600.0, help="longest video")
     p.add_argument("--max-tokens-limit", type=int, default=1024, help="largest max_tokens a request may ask for")
@@ -69,6 +72,7 @@ def make_server(args: argparse.Namespace):
            if getattr(args, k) < 1]
     bad += ["--max-video-seconds must be > 0"] * (args.max_video_seconds <= 0)
     bad += ["--batch-window-ms must be >= 0"] * (args.batch_window_ms < 0)
+    bad += ["--arrival-wait-ms must be >= 0"] * (args.arrival_wait_ms < 0)
     bad += [f"--video-root {d}: not a folder" for d in args.video_root if not Path(d).is_dir()]
     if not args.model:
         bad.append("--model is required (an export folder; or set SKI_LVLM_MODEL)")
@@ -85,7 +89,8 @@ def make_server(args: argparse.Namespace):
                     max_tokens=args.max_tokens_limit, default_max_tokens=args.default_max_tokens,
                     video_roots=tuple(args.video_root))
     engine = BatchingEngine(cap, max_batch=args.max_batch, max_queue=args.queue,
-                            batch_window_s=args.batch_window_ms / 1000).start()
+                            batch_window_s=args.batch_window_ms / 1000,
+                            arrival_wait_s=args.arrival_wait_ms / 1000).start()
     app = build_app(engine, model_name=args.name or folder.name, limits=limits,
                     api_key=os.environ.get(API_KEY_ENV) or None)
     return app, engine

@@ -103,7 +103,8 @@ class Server:
         cmd = [sys.executable, "-m", "ski_lvlm.cli", "serve", "--model", str(args.model), "--name", "bench",
                "--host", HOST, "--port", str(self.port), "--device", "cpu", "--max-batch", str(self.max_batch),
                "--queue", str(max(64, 2 * args.clients)), "--max-video-bytes", str(args.max_video_bytes),
-               "--max-tokens-limit", str(args.max_tokens_limit), "--batch-window-ms", str(args.batch_window_ms)]
+               "--max-tokens-limit", str(args.max_tokens_limit), "--batch-window-ms", str(args.batch_window_ms),
+               "--arrival-wait-ms", str(args.arrival_wait_ms)]
         env = {k: v for k, v in os.environ.items() if k != "SKI_LVLM_API_KEY"}  # no key: nothing to leak
         env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
         self.proc = subprocess.Popen(cmd, stdout=self.log.open("w"), stderr=subprocess.STDOUT, env=env, cwd=ROOT)
@@ -245,6 +246,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rounds", type=int, default=2, help="batched/baseline rounds (alternating order)")
     p.add_argument("--max-batch", type=int, default=16, help="the batched server's --max-batch")
     p.add_argument("--batch-window-ms", type=float, default=10.0, help="both servers' --batch-window-ms")
+    p.add_argument("--arrival-wait-ms", type=float, default=100.0,
+                   help="both servers' --arrival-wait-ms (0: the behaviour before it existed)")
     p.add_argument("--max-tokens", type=int, default=16, help="max_tokens of each good request")
     p.add_argument("--max-tokens-limit", type=int, default=64, help="the servers' --max-tokens-limit")
     p.add_argument("--max-video-bytes", type=int, default=256 * 1024, help="the servers' --max-video-bytes")
@@ -329,6 +332,7 @@ def report(args, videos, load_sum: dict, throughput: dict[str, list[dict]], stil
     }
     result = {"setup": {"model": str(args.model), "videos": len(videos), "max_tokens": args.max_tokens,
                         "max_batch": args.max_batch, "batch_window_ms": args.batch_window_ms,
+                        "arrival_wait_ms": args.arrival_wait_ms,
                         "clients": args.clients, "requests": args.requests, "bad_every": args.bad_every,
                         "batch_clients": args.batch_clients, "batch_requests": args.batch_requests,
                         "rounds": args.rounds, "cpus": os.cpu_count(), "platform": platform.platform(),

@@ -138,9 +138,19 @@ def _add_chat_completions(app: Any, engine: BatchingEngine, *, model_name: str, 
     async def chat_completions(request: Request):
         try:
             _check_key(request, api_key)
+        except ApiError as e:
+            return _error(e)
+        engine.begin_arrival()  # the worker waits a little for requests still being read and parsed
+        try:
             body = await _read_body(request, max_body)
             req = await run_in_threadpool(parse_request, body, cap=engine.cap, model_name=model_name, limits=limits,
                                           tmp_dir=tmp_dir)
+        except BaseException as e:
+            engine.end_arrival()
+            if isinstance(e, ApiError):
+                return _error(e)
+            raise
+        try:
             events = await _submit(engine, req)
         except ApiError as e:
             return _error(e)
@@ -159,7 +169,7 @@ async def _submit(engine: BatchingEngine, req: ChatRequest) -> asyncio.Queue:
     """
     loop = asyncio.get_running_loop()
     events: asyncio.Queue = asyncio.Queue()
-    engine.submit(req, lambda ev: loop.call_soon_threadsafe(events.put_nowait, ev))
+    engine.submit(req, lambda ev: loop.call_soon_threadsafe(events.put_nowait, ev), arrived=True)
     first = await events.get()  # "start", or an error from decoding the video
     if first[0] == "error":
         raise first[1]

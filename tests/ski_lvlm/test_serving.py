@@ -151,3 +151,34 @@ def test_captioner_mixes_video_and_text_rows(setup):
                      cap.generate([video_conv], f, max_new_tokens=5)[0]]
     with pytest.raises(ValueError, match="feature rows"):
         cap.generate([text_conv, video_conv], torch.cat([f, f]), has_video=[False, True])
+
+
+@pytest.mark.parametrize("arrival_wait_s", [0.0, 30.0])
+def test_a_batch_waits_for_requests_still_being_received(setup, arrival_wait_s):
+    """Lock-step clients: a request being parsed when a batch starts joins it (unless arrival_wait_s is 0)."""
+    import threading
+
+    cap, _, _ = setup
+    engine = BatchingEngine(cap, max_batch=4, batch_window_s=0.0, arrival_wait_s=arrival_wait_s)
+    first = engine.submit(req(cap, max_tokens=2))
+    engine.begin_arrival()  # a second request is still being read and parsed
+    engine.start()
+    timer = threading.Timer(0.5, lambda: engine.submit(req(cap, "Later?", max_tokens=2), arrived=True))
+    timer.start()
+    first.result(20)  # never the whole 30 s: the arrival ends the wait
+    timer.join()
+    while sum(engine.batch_sizes) < 2:
+        threading.Event().wait(0.05)
+    engine.close()
+    assert engine.batch_sizes == ([2] if arrival_wait_s else [1, 1])
+
+
+def test_a_refused_arrival_does_not_hold_the_batch(setup):
+    cap, _, _ = setup
+    engine = BatchingEngine(cap, max_batch=4, batch_window_s=0.0, arrival_wait_s=30.0)
+    job = engine.submit(req(cap, max_tokens=2))
+    engine.begin_arrival()
+    engine.start()
+    engine.end_arrival()  # its body was malformed: answered with a 4xx, never queued
+    assert job.result(20).completion_tokens <= 2 and engine.batch_sizes == [1]
+    engine.close()
