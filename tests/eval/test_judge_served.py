@@ -48,7 +48,7 @@ def served_smollm2():
     app, engine = make_server(args)
     submitted = []  # every ChatRequest the judge's HTTP requests turned into, in arrival order
     submit = engine.submit
-    engine.submit = lambda req, emit=None: (submitted.append(req), submit(req, emit))[1]
+    engine.submit = lambda req, emit=None, **kw: (submitted.append(req), submit(req, emit, **kw))[1]
     try:
         with BackgroundServer(app) as url:
             yield url + "/v1", engine, submitted
