@@ -568,7 +568,7 @@ class LvlmRecipe:
             self.log(f"video tower: {n_tower / 1e3:.1f}k trainable parameters ({cfg.model.tower_trainable})")
         # An unused trainable module would get no gradient (DeepSpeed dislikes that): train the skeleton
         # projector only when skeleton tokens can occur (the step alignment gives it none).
-        model.skeleton_projector.requires_grad_(self.dataset.num_with_skeleton > 0 and cfg.data.p_inject > 0)
+        model.skeleton_projector.requires_grad_(self.dataset.num_with_skeleton > 0)
         if t.gradient_checkpointing:
             enable_gradient_checkpointing(model)
         if self.precision == "bf16" and t.llm_adapter != "qlora" and not t.deepspeed:

@@ -147,7 +147,7 @@ class LvlmDataset(Dataset):
         if has_video and feats["video"].shape[0] != expected:
             raise ValueError(f"video features have {feats['video'].shape[0]} tokens, the processor expects "
                              f"{expected}")
-        has_skeleton = "skeleton" in feats and (self.p_inject > 0 or self.align_skeleton)
+        has_skeleton = "skeleton" in feats and self.p_inject > 0  # can be injected (alignment resamples any T')
         if has_skeleton and feats["skeleton"].shape[0] != self.processor.num_skeleton_tokens:
             raise ValueError(f"skeleton features have {feats['skeleton'].shape[0]} steps, the processor expects "
                              f"{self.processor.num_skeleton_tokens}")

@@ -138,20 +138,15 @@ def _add_chat_completions(app: Any, engine: BatchingEngine, *, model_name: str, 
     async def chat_completions(request: Request):
         try:
             _check_key(request, api_key)
-        except ApiError as e:
-            return _error(e)
-        engine.begin_arrival()  # the worker waits a little for requests still being read and parsed
-        try:
-            body = await _read_body(request, max_body)
-            req = await run_in_threadpool(parse_request, body, cap=engine.cap, model_name=model_name, limits=limits,
-                                          tmp_dir=tmp_dir)
-        except BaseException as e:
-            engine.end_arrival()
-            if isinstance(e, ApiError):
-                return _error(e)
-            raise
-        try:
-            events = await _submit(engine, req)
+            engine.begin_arrival()  # the worker waits a little for requests still being read and parsed
+            try:
+                body = await _read_body(request, max_body)
+                req = await run_in_threadpool(parse_request, body, cap=engine.cap, model_name=model_name,
+                                              limits=limits, tmp_dir=tmp_dir)
+            except BaseException:
+                engine.end_arrival()  # refused: never queued
+                raise
+            events = await _submit(engine, req)  # submit(arrived=True) ends the arrival
         except ApiError as e:
             return _error(e)
         created = int(time.time())

@@ -171,8 +171,11 @@ class BatchingEngine:
     def end_arrival(self) -> None:
         """A request announced by :meth:`begin_arrival` will not be submitted (it was refused)."""
         with self._cond:
-            self._arriving = max(self._arriving - 1, 0)
-            self._cond.notify_all()
+            self._arrival_ended()
+
+    def _arrival_ended(self) -> None:  # under self._cond
+        self._arriving = max(self._arriving - 1, 0)
+        self._cond.notify_all()
 
     def submit(self, request: ChatRequest, emit: Callable[[tuple], None] | None = None, *,
                arrived: bool = False) -> Job:
@@ -181,8 +184,7 @@ class BatchingEngine:
         job = Job(request, emit)
         with self._cond:
             if arrived:
-                self._arriving = max(self._arriving - 1, 0)
-                self._cond.notify_all()
+                self._arrival_ended()
             if self._closed or len(self._waiting) >= self.max_queue:
                 request.cleanup()
                 raise ApiError(503, f"the server is busy ({len(self._waiting)} requests queued); retry later",

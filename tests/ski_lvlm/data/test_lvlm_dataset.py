@@ -91,7 +91,7 @@ def test_align_skeleton_hands_out_every_video_samples_steps_without_injecting(pr
     """loss.distill_on=steps: the alignment target of each video sample, injected or not, in video-row order."""
     ds = LvlmDataset([rec(i) for i in range(4)], proc, feats(4, skeleton_for=(1, 2)), p_inject=0.0,
                      align_skeleton=True)
-    assert ds.num_with_skeleton == 2 and not any(ds.inject(i) for i in range(4))
+    assert ds.num_with_skeleton == 0 and not any(ds.inject(i) for i in range(4))  # none can be injected
     items = [ds[i] for i in range(4)]
     assert all(it["skeleton_features"] is None for it in items)
     assert all(it["input_ids"].count(proc.skeleton_token_id) == 0 for it in items)
