@@ -51,14 +51,17 @@ from tqdm import tqdm
 
 from ski_lvlm.config import load_config, save_config
 from ski_lvlm.data.feature_cache import FeatureCache
-from ski_lvlm.data.instruction_sets import PretokenizedProcessor, read_training_records, tokenize_set
+from ski_lvlm.data.instruction_sets import (PretokenizedProcessor, read_training_records, read_training_stream,
+                                            tokenize_set)
 from ski_lvlm.data.keys import sample_key
-from ski_lvlm.data.lvlm_dataset import FrameSource, LengthGroupedBatches, LvlmDataset, lvlm_collate, lvlm_pack_collate
+from ski_lvlm.data.lvlm_dataset import (FrameSource, LengthGroupedBatches, LvlmDataset, SampleBuilder, SkippedSample,
+                                        lvlm_collate, lvlm_pack_collate)
+from ski_lvlm.data.lvlm_stream import LvlmStream, first_records
 from ski_lvlm.models.encoders import VideoFeatureEncoder, load_skeleton_encoder, load_video_encoder
 from ski_lvlm.models.lvlm import load
 from ski_lvlm.models.lvlm.compat import load_mm_projector
 from ski_lvlm.models.lvlm.presets import create_lvlm
-from ski_lvlm.models.lvlm.processing import IGNORE_INDEX
+from ski_lvlm.models.lvlm.processing import IGNORE_INDEX, LabelError
 from ski_lvlm.training.checkpoint import EXIT_INTERRUPTED, GracefulStop
 from ski_lvlm.training.distributed import (barrier, destroy, gathered_parameters, global_token_mean, init_deepspeed,
                                            init_distributed, load_deepspeed_config, world_info)
@@ -197,6 +200,13 @@ class DataConfig:
     """Videos per tower call when computing features."""
     num_workers: int = 0
     """DataLoader worker processes that tokenise and read features ahead of the GPU (0 = in the main process)."""
+    streaming: bool = False
+    """Read the instruction set row by row (sets larger than memory): needs data.feature_cache and train.max_steps;
+    buffer-shuffled, not length-grouped; bad samples are found when reached (README: streaming)."""
+    shuffle_buffer: int = 10_000
+    """data.streaming: rows in the seeded shuffle buffer (0 = file order)."""
+    stats_samples: int = 1_000
+    """data.streaming: the first N records fit the projectors' feature statistics, pre-alignment and tokenizer."""
 
     def validate(self) -> list[str]:
         out = []
@@ -328,6 +338,15 @@ class LvlmRecipeConfig:
             out.append("loss.distill_on: steps aligns video tokens to skeleton tokens; set model.skeleton_encoder")
         if self.loss.distill_on == "steps" and self.model.tower_trainable != "frozen":
             out.append("loss.distill_on: steps reads the cached tower features; it needs model.tower_trainable=frozen")
+        if self.data.streaming:
+            out += [f"data.streaming: {why}" for bad, why in (
+                (not self.data.feature_cache, "needs data.feature_cache (`ski-lvlm data features`): a stream has no "
+                 "feature pass"),
+                (not self.train.max_steps, "needs train.max_steps: a stream's length is not known up front"),
+                (self.model.tower_trainable != "frozen", "needs model.tower_trainable=frozen (it reads cached "
+                 "features)"),
+                (self.data.num_workers > 0, "reads in the main process; set data.num_workers=0"),
+                (self.data.stats_samples < 1, "data.stats_samples must be >= 1")) if bad]
         if self.data.p_inject > 0 and not self.model.skeleton_encoder:
             out.append("data.p_inject: skeleton injection needs model.skeleton_encoder (or set data.p_inject=0)")
         if self.train.llm_adapter == "qlora" and self.train.deepspeed and "zero3" in Path(self.train.deepspeed).name:
@@ -378,7 +397,13 @@ class LvlmRecipe:
             self._load_mm_projector()
         self._reference_base_llm(llm_changed)
         features = self._prepare_features()
-        self.dataset = self._build_dataset(instruction_rows, features)
+        if cfg.data.streaming:
+            self.stream, self.dataset = self._build_stream(instruction_rows, features), None
+            self.total_steps = cfg.train.max_steps
+            self._set_trainable()
+            self.stepper = self._build_stepper()
+            return
+        self.stream, self.dataset = None, self._build_dataset(instruction_rows, features)
         self.batches = LengthGroupedBatches(self.dataset.lengths, cfg.train.batch_size, seed=cfg.train.seed,
                                             group_by_length=cfg.data.group_by_length, rank=self.rank,
                                             world_size=self.world, drop_last=self.world > 1)
@@ -405,8 +430,16 @@ class LvlmRecipe:
         return device, precision
 
     def _read_records(self) -> tuple[list[dict], object]:
-        """The training records (one dict per sample) and their instruction rows (an HF dataset)."""
+        """The training records (one dict per sample) and their instruction rows (an HF dataset); when
+        streaming, the first data.stats_samples records and the rows as an IterableDataset."""
         d = self.cfg.data
+        if d.streaming:
+            try:
+                rows = read_training_stream([d.train_json, *d.mix_with], d.interleave_probs, seed=self.cfg.train.seed,
+                                            stopping_strategy=d.mix_strategy, max_samples=d.max_samples)
+                return first_records(rows, d.stats_samples), rows
+            except (ValueError, FileNotFoundError) as e:
+                raise UserError(str(e)) from None
         try:
             records, rows = read_training_records([d.train_json, *d.mix_with], d.interleave_probs,
                                                   seed=self.cfg.train.seed, stopping_strategy=d.mix_strategy,
@@ -546,6 +579,28 @@ class LvlmRecipe:
                  f"{len(missing)} skeleton files missing (-> no skeleton tokens)")
         return ds
 
+    def _build_stream(self, rows, features: FeatureCache) -> LvlmStream:
+        cfg = self.cfg
+        builder = SampleBuilder(self.processor, features, cfg.data.p_inject, cfg.train.seed,
+                                self.model.config.video_summary_tokens, cfg.loss.distill_on == "steps")
+        collate = (lvlm_pack_collate if cfg.data.packing
+                   else partial(lvlm_collate, pad_token_id=self.processor.tokenizer.pad_token_id))
+        stream = LvlmStream(rows, builder, batch_size=cfg.train.batch_size, collate=collate,
+                            shuffle_buffer=cfg.data.shuffle_buffer, seed=cfg.train.seed, rank=self.rank,
+                            world_size=self.world, skip_bad=cfg.data.skip_bad_samples, source=cfg.data.train_json)
+        skipped = self.out / "skipped_samples.json"
+        if cfg.resume and skipped.is_file():  # a resumed stream keeps the list of the rows it skipped before
+            stream.skipped = {s["index"]: SkippedSample(**s) for s in json.loads(skipped.read_text())}
+        self.log(f"data: streaming {cfg.data.train_json} (shuffle buffer {cfg.data.shuffle_buffer}, batches in "
+                 f"stream order, not length-grouped); statistics from the first {len(self.records)} records")
+        return stream
+
+    def _write_skipped(self) -> None:
+        """OUT/skipped_samples.json of a stream (rank 0's rows), rewritten at each checkpoint and at the end."""
+        if self.is_main and self.stream is not None and self.stream.skipped:
+            atomic_write_json(self.out / "skipped_samples.json",
+                              [dataclasses.asdict(s) for _, s in sorted(self.stream.skipped.items())])
+
     def _set_trainable(self) -> None:
         """Freeze everything, then unfreeze what the stage trains; cast and place the model."""
         cfg, t, model = self.cfg, self.cfg.train, self.model
@@ -568,7 +623,9 @@ class LvlmRecipe:
             self.log(f"video tower: {n_tower / 1e3:.1f}k trainable parameters ({cfg.model.tower_trainable})")
         # An unused trainable module would get no gradient (DeepSpeed dislikes that): train the skeleton
         # projector only when skeleton tokens can occur (the step alignment gives it none).
-        model.skeleton_projector.requires_grad_(self.dataset.num_with_skeleton > 0)
+        can_inject = (cfg.data.p_inject > 0 and self.skel_encoder is not None if self.stream is not None
+                      else self.dataset.num_with_skeleton > 0)
+        model.skeleton_projector.requires_grad_(can_inject)
         if t.gradient_checkpointing:
             enable_gradient_checkpointing(model)
         if self.precision == "bf16" and t.llm_adapter != "qlora" and not t.deepspeed:
@@ -637,38 +694,52 @@ class LvlmRecipe:
                     dynamic_ncols=True)
         window = _new_window()
         steps_this_run, stop_reason, lr = 0, None, t.lr
+        at_boundary, saved_at = True, state.step
         with GracefulStop() as stopper:
-            while stop_reason is None and state.step < self.total_steps:
-                for bi, batch, last_in_epoch in self._epoch_batches(state):
-                    res = self.stepper.step(batch, state.step, last_in_epoch)
-                    _add_to_window(window, res.loss, batch)
-                    state.batch_in_epoch = bi + 1
-                    if res.boundary:
-                        lr = res.lr_scale * t.lr
-                        state.step += 1
-                        steps_this_run += 1
-                        pbar.update(1)
-                        if state.step % t.log_every == 0 or state.step == self.total_steps:
-                            self._log_step(state, lr, window, pbar)
-                    if last_in_epoch:  # a checkpoint from here resumes at the next epoch's start
-                        state.epoch, state.batch_in_epoch = state.epoch + 1, 0
-                    if not res.boundary:
-                        continue
-                    finished = state.step >= self.total_steps
-                    stop_reason = stopper.requested or (
-                        "stop_after_steps" if t.stop_after_steps and steps_this_run >= t.stop_after_steps else None)
-                    if (t.save_every and state.step % t.save_every == 0) or stop_reason or finished:
-                        save_resume_checkpoint(self.out / "checkpoints", model=self.model,
-                                               optimizer=self.stepper.optimizer, state=state, engine=self.engine,
-                                               keep_last=t.keep_checkpoints, is_main=self.is_main)
-                    if finished or stop_reason:
-                        break
+            try:
+                while stop_reason is None and state.step < self.total_steps:
+                    for bi, batch, last_in_epoch in self._epoch_batches(state):
+                        res = self.stepper.step(batch, state.step, last_in_epoch)
+                        _add_to_window(window, res.loss, batch)
+                        state.batch_in_epoch, at_boundary = bi + 1, res.boundary
+                        if res.boundary:
+                            lr = res.lr_scale * t.lr
+                            state.step += 1
+                            steps_this_run += 1
+                            pbar.update(1)
+                            if state.step % t.log_every == 0 or state.step == self.total_steps:
+                                self._log_step(state, lr, window, pbar)
+                        if last_in_epoch:  # a checkpoint from here resumes at the next epoch's start
+                            state.epoch, state.batch_in_epoch = state.epoch + 1, 0
+                        if not res.boundary:
+                            continue
+                        finished = state.step >= self.total_steps
+                        stop_reason = stopper.requested or (
+                            "stop_after_steps" if t.stop_after_steps and steps_this_run >= t.stop_after_steps else None)
+                        if (t.save_every and state.step % t.save_every == 0) or stop_reason or finished:
+                            saved_at = self._save(state)
+                        if finished or stop_reason:
+                            break
+            except LabelError as e:  # a stream meets a bad sample only when it reaches it: keep the work done
+                pbar.close()
+                if at_boundary and state.step > saved_at:
+                    self._save(state)
+                raise UserError(f"{e}. Stopped at step {state.step}/{self.total_steps}; the same command resumes from "
+                                f"{self.out / 'checkpoints' / 'latest'}") from None
         pbar.close()
         if stop_reason:
             self.log(f"stopped after step {state.step}/{self.total_steps} ({stop_reason}); run the same command "
                      f"again to resume from {self.out / 'checkpoints' / 'latest'}")
             return 0 if stop_reason == "stop_after_steps" else EXIT_INTERRUPTED  # planned vs signalled stop
         return self._finish(state)
+
+    def _save(self, state: TrainState) -> int:
+        """A resume checkpoint (and a stream's skipped list) at ``state``; returns its step."""
+        save_resume_checkpoint(self.out / "checkpoints", model=self.model, optimizer=self.stepper.optimizer,
+                               state=state, engine=self.engine, keep_last=self.cfg.train.keep_checkpoints,
+                               is_main=self.is_main)
+        self._write_skipped()
+        return state.step
 
     def _resume(self) -> TrainState:
         """The saved state of OUT/checkpoints/latest (weights and optimizer loaded), or a fresh one."""
@@ -690,6 +761,9 @@ class LvlmRecipe:
 
     def _epoch_batches(self, state: TrainState) -> Iterator[tuple[int, dict, bool]]:
         """(index, collated batch, last of the epoch) from ``state``'s position to the end of its epoch."""
+        if self.stream is not None:
+            yield from self.stream.batches(state.epoch, state.batch_in_epoch)
+            return
         self.dataset.set_epoch(state.epoch)
         self.batches.set_epoch(state.epoch)
         batches = list(self.batches)
@@ -745,12 +819,14 @@ class LvlmRecipe:
         """Write OUT/final (all ranks gather ZeRO-3 shards; rank 0 writes)."""
         t = self.cfg.train
         save_full = {"auto": t.llm_adapter != "qlora", "true": True, "false": False}[t.save_full]
+        self._write_skipped()
         with gathered_parameters(self.model, self.engine):
             if self.is_main:
                 info = {"stage": t.stage, "llm_adapter": t.llm_adapter, "steps": state.step,
                         "final_loss": self.last_loss, "p_inject": self.cfg.data.p_inject,
                         "distill_on": self.cfg.loss.distill_on,
-                        "samples": len(self.dataset), "skipped": len(self.dataset.skipped),
+                        **({"samples": len(self.dataset), "skipped": len(self.dataset.skipped)} if self.stream is None
+                           else {"samples_seen": self.stream.samples_seen, "skipped": len(self.stream.skipped)}),
                         "command": "ski-lvlm train lvlm " + " ".join(self.argv)}
                 if self.model.video_tower is not None and self.cfg.model.tower_trainable == "lora":
                     self.model.video_tower.merge_adapters()  # saved as plain tower weights

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 __all__ = ["RECORD_FEATURES", "load_instruction_set", "mix_sets", "to_records", "tokenize_set", "tokenizer_fingerprint",
-           "PretokenizedProcessor", "save_instruction_set", "read_training_records"]
+           "PretokenizedProcessor", "save_instruction_set", "read_training_records", "read_training_stream"]
 
 def _features():
     from datasets import Features, Value
@@ -258,3 +258,12 @@ def read_training_records(paths: Sequence[str], probabilities: Sequence[float] |
     sets = [load_instruction_set(p, num_proc=num_proc) for p in paths]
     ds = mix_sets(sets, probabilities, seed=seed, stopping_strategy=stopping_strategy)
     return to_records(ds), ds
+
+
+def read_training_stream(paths: Sequence[str], probabilities: Sequence[float] | None = None, *, seed: int = 0,
+                         stopping_strategy: str = "first_exhausted", max_samples: int | None = None):
+    """The rows of ``train lvlm --data.streaming`` as an ``IterableDataset``: one set, or a seeded mixture,
+    cut to ``max_samples``. Nothing is read until it is iterated."""
+    rows = mix_sets([load_instruction_set(p, streaming=True) for p in paths], probabilities, seed=seed,
+                    stopping_strategy=stopping_strategy)
+    return rows.take(max_samples) if max_samples else rows

@@ -30,7 +30,7 @@ from torch.utils.data import Dataset
 from ski_lvlm.data.keys import sample_key
 from ski_lvlm.models.lvlm.processing import IGNORE_INDEX, LabelError, SkiLvlmProcessor
 
-__all__ = ["FeatureSource", "FrameSource", "SkippedSample", "LvlmDataset", "lvlm_collate", "lvlm_pack_collate",
+__all__ = ["FeatureSource", "FrameSource", "SampleBuilder", "SkippedSample", "LvlmDataset", "bad_sample_error", "lvlm_collate", "lvlm_pack_collate",
            "LengthGroupedBatches"]
 
 
@@ -87,47 +87,29 @@ class _Item:
 
 
 @dataclass
-class LvlmDataset(Dataset):
-    """Tokenised samples with their features.
+class SampleBuilder:
+    """Checks and builds one training sample: the map-style :class:`LvlmDataset` and the stream
+    (:mod:`ski_lvlm.data.lvlm_stream`) share it, so both hand out the same dicts for the same record.
 
     Args:
-        records: instruction records with ``conversations`` and ``video_path`` / ``skeleton_path``.
         processor: builds input ids and labels.
         features: where video / skeleton features come from (keyed by :func:`~ski_lvlm.data.keys.sample_key`).
         p_inject: probability of skeleton tokens for samples that have skeleton features.
         seed: seeds the injection draws.
-        skip_bad: leave out (and list) samples that cannot be built instead of raising.
-        source: file name used in error messages.
+        video_summary_tokens: rows the projector appends to the features (the processor counts them).
+        align_skeleton: hand out every video sample's skeleton steps for ``loss.distill_on=steps``.
     """
 
-    records: list[dict]
     processor: SkiLvlmProcessor
     features: FeatureSource | None
     p_inject: float = 0.0
     seed: int = 0
-    skip_bad: bool = False
-    source: str = "<records>"
-    video_summary_tokens: int = 0  # rows the projector appends to the features (the processor counts them)
-    align_skeleton: bool = False  # hand out every video sample's skeleton steps for loss.distill_on=steps
-    items: list[_Item] = field(init=False, default_factory=list)
-    skipped: list[SkippedSample] = field(init=False, default_factory=list)
-    epoch: int = field(init=False, default=0)
+    video_summary_tokens: int = 0
+    align_skeleton: bool = False
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.p_inject <= 1.0:
             raise ValueError(f"p_inject must be in [0, 1], got {self.p_inject}")
-        for i, rec in enumerate(self.records):
-            sid = str(rec.get("id", i))
-            try:
-                self.items.append(self._validate(i, sid, rec))
-            except (LabelError, KeyError, ValueError) as e:
-                reason = str(e).strip("'\"")
-                if not self.skip_bad:
-                    raise LabelError(f"{self.source} record {i} (id {sid!r}): {reason} "
-                                     "(fix it, or set data.skip_bad_samples=true to skip and list such samples)") from None
-                self.skipped.append(SkippedSample(i, sid, reason))
-        if not self.items:
-            raise LabelError(f"{self.source}: no usable samples ({len(self.skipped)} skipped)")
 
     def _features(self, key: str) -> dict[str, torch.Tensor]:
         if self.features is None:
@@ -137,7 +119,8 @@ class LvlmDataset(Dataset):
         except KeyError:
             return {}
 
-    def _validate(self, i: int, sid: str, rec: dict) -> _Item:
+    def check(self, i: int, sid: str, rec: dict) -> _Item:
+        """Record ``i`` as an item; raises ``LabelError`` / ``KeyError`` / ``ValueError`` naming what is wrong."""
         key = sample_key(rec)
         has_video = bool(rec.get("video_path"))
         feats = self._features(key) if (has_video or rec.get("skeleton_path")) else {}
@@ -156,16 +139,77 @@ class LvlmDataset(Dataset):
             self.processor.build_example(rec["conversations"], has_video=has_video, use_skeleton=True)
         return _Item(i, sid, key, rec["conversations"], has_video, has_skeleton, len(ex.input_ids))
 
+    def inject(self, item: _Item, epoch: int) -> bool:
+        """Whether ``item`` gets skeleton tokens in ``epoch`` (pure function of seed, epoch, record index)."""
+        if not item.has_skeleton:
+            return False
+        return bool(np.random.default_rng([self.seed, epoch, item.index]).random() < self.p_inject)
+
+    def build(self, item: _Item, epoch: int) -> dict[str, Any]:
+        """The sample dict that the collates take: ids, labels and the features it uses this epoch."""
+        use_skel = self.inject(item, epoch)
+        ex = self.processor.build_example(item.conversations, has_video=item.has_video, use_skeleton=use_skel)
+        feats = self._features(item.key) if (item.has_video or use_skel) else {}
+        return {"id": item.id, "input_ids": ex.input_ids, "labels": ex.labels,
+                "video_features": feats.get("video") if item.has_video else None,
+                "video_frames": feats.get("frames") if item.has_video else None,
+                "skeleton_features": feats.get("skeleton") if use_skel else None,
+                # injected or not: the per-step alignment target of this sample's video tokens
+                "align_skeleton": feats.get("skeleton") if self.align_skeleton and item.has_video else None}
+
+
+def bad_sample_error(source: str, i: int, sid: str, reason: str) -> LabelError:
+    """The error of a sample that cannot be built, naming the record and the way to skip such samples."""
+    return LabelError(f"{source} record {i} (id {sid!r}): {reason} "
+                      "(fix it, or set data.skip_bad_samples=true to skip and list such samples)")
+
+
+@dataclass
+class LvlmDataset(Dataset):
+    """Tokenised samples with their features (every record checked up front).
+
+    Args:
+        records: instruction records with ``conversations`` and ``video_path`` / ``skeleton_path``.
+        skip_bad: leave out (and list) samples that cannot be built instead of raising.
+        source: file name used in error messages.
+        The others: as :class:`SampleBuilder`.
+    """
+
+    records: list[dict]
+    processor: SkiLvlmProcessor
+    features: FeatureSource | None
+    p_inject: float = 0.0
+    seed: int = 0
+    skip_bad: bool = False
+    source: str = "<records>"
+    video_summary_tokens: int = 0
+    align_skeleton: bool = False
+    items: list[_Item] = field(init=False, default_factory=list)
+    skipped: list[SkippedSample] = field(init=False, default_factory=list)
+    epoch: int = field(init=False, default=0)
+
+    def __post_init__(self) -> None:
+        self.builder = SampleBuilder(self.processor, self.features, self.p_inject, self.seed,
+                                     self.video_summary_tokens, self.align_skeleton)
+        for i, rec in enumerate(self.records):
+            sid = str(rec.get("id", i))
+            try:
+                self.items.append(self.builder.check(i, sid, rec))
+            except (LabelError, KeyError, ValueError) as e:
+                reason = str(e).strip("'\"")
+                if not self.skip_bad:
+                    raise bad_sample_error(self.source, i, sid, reason) from None
+                self.skipped.append(SkippedSample(i, sid, reason))
+        if not self.items:
+            raise LabelError(f"{self.source}: no usable samples ({len(self.skipped)} skipped)")
+
     # ------------------------------------------------------------------ epoch-dependent draws
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
 
     def inject(self, idx: int) -> bool:
         """Whether item ``idx`` gets skeleton tokens this epoch (pure function of seed, epoch, idx)."""
-        item = self.items[idx]
-        if not item.has_skeleton:
-            return False
-        return bool(np.random.default_rng([self.seed, self.epoch, item.index]).random() < self.p_inject)
+        return self.builder.inject(self.items[idx], self.epoch)
 
     @property
     def lengths(self) -> list[int]:
@@ -179,16 +223,7 @@ class LvlmDataset(Dataset):
         return len(self.items)
 
     def __getitem__(self, idx: int) -> dict[str, Any]:
-        item = self.items[idx]
-        use_skel = self.inject(idx)
-        ex = self.processor.build_example(item.conversations, has_video=item.has_video, use_skeleton=use_skel)
-        feats = self._features(item.key) if (item.has_video or use_skel) else {}
-        return {"id": item.id, "input_ids": ex.input_ids, "labels": ex.labels,
-                "video_features": feats.get("video") if item.has_video else None,
-                "video_frames": feats.get("frames") if item.has_video else None,
-                "skeleton_features": feats.get("skeleton") if use_skel else None,
-                # injected or not: the per-step alignment target of this sample's video tokens
-                "align_skeleton": feats.get("skeleton") if self.align_skeleton and item.has_video else None}
+        return self.builder.build(self.items[idx], self.epoch)
 
 
 def lvlm_collate(batch: list[dict[str, Any]], pad_token_id: int) -> dict[str, Any]:
