@@ -181,16 +181,18 @@ class BatchingEngine:
                arrived: bool = False) -> Job:
         """Queue a request (503 when the queue is full or closing); ``arrived`` ends its :meth:`begin_arrival`
         in the same step, so the worker never sees it neither arriving nor waiting."""
-        job = Job(request, emit)
         with self._cond:
-            if arrived:
-                self._arrival_ended()
-            if self._closed or len(self._waiting) >= self.max_queue:
-                request.cleanup()
-                raise ApiError(503, f"the server is busy ({len(self._waiting)} requests queued); retry later",
-                               "queue_full", "server_error")
-            self._waiting.append(job)
-            self._cond.notify()
+            try:  # queued or refused, the arrival ends under the same lock, whatever is raised
+                if self._closed or len(self._waiting) >= self.max_queue:
+                    request.cleanup()
+                    raise ApiError(503, f"the server is busy ({len(self._waiting)} requests queued); retry later",
+                                   "queue_full", "server_error")
+                job = Job(request, emit)
+                self._waiting.append(job)
+                self._cond.notify()
+            finally:
+                if arrived:
+                    self._arrival_ended()
         return job
 
     def _take(self) -> list[Job] | None:
