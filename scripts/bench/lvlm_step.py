@@ -216,6 +216,26 @@ def _smol_steps(ours, proc, base, samples: list[dict], batch: int, seed: int) ->
             "ours_packed": (ours_packed, grouped)}
 
 
+def _compiled_steps(steps: dict, ours, base) -> dict:
+    """``--compile``: the baseline and ours packed again, each LLM under ``torch.compile(dynamic=True)`` (one
+    graph per decoder-layer segment: sdpa_varlen's per-sample split breaks the graph at attention)."""
+    lm_ours, lm_base = (torch.compile(m, dynamic=True) for m in (ours.language_model, base.base_model.model))
+
+    def swapped(fn, owner, attr, compiled):
+        def step(idx):
+            eager = getattr(owner, attr)
+            owner._modules[attr] = compiled  # shares the eager module's parameters and optimizer
+            try:
+                fn(idx)
+            finally:
+                owner._modules[attr] = eager
+        return step
+
+    (hf, hf_batches), (packed, packed_batches) = steps["hf_peft_padded"], steps["ours_packed"]
+    return {"hf_peft_padded_compiled": (swapped(hf, base.base_model, "model", lm_base), hf_batches),
+            "ours_packed_compiled": (swapped(packed, ours, "language_model", lm_ours), packed_batches)}
+
+
 def _round_robin(steps: dict) -> tuple[dict, dict]:
     """Wall and process-CPU seconds per contender, one step of each in turn (load hits all alike)."""
     wall = {name: 0.0 for name in steps}
@@ -248,15 +268,21 @@ def bench_cpu_smol(args) -> dict:
         cast_frozen_to_bf16(base)
     samples = _smol_samples(args.instructions, proc, args.samples, args.p_inject, seed=0)
     steps = _smol_steps(ours, proc, base, samples, args.batch, seed=0)
+    if args.compile:
+        steps |= _compiled_steps(steps, ours, base)
+    warmup = {}
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.precision == "bf16"):
-        for fn, batches in steps.values():  # warm-up: one step each (allocator, first-call costs)
-            fn(batches[0])
+        for name, (fn, batches) in steps.items():  # warm-up (allocator, first-call costs, compilation)
+            t0 = time.perf_counter()
+            for b in batches[:args.warmup if name.endswith("_compiled") else 1]:  # compiled: every shape seen
+                fn(b)
+            warmup[name] = time.perf_counter() - t0
         wall, cpu = _round_robin(steps)
     tokens = sum(len(s["input_ids"]) for s in samples)
     lengths = [len(s["input_ids"]) for s in samples]
     labels = sum(sum(x != -100 for x in s["labels"]) for s in samples)
     res = {name: {"seconds": wall[name], "tokens_per_s": tokens / wall[name], "cpu_seconds": cpu[name],
-                  "tokens_per_cpu_s": tokens / cpu[name]} for name in steps}
+                  "tokens_per_cpu_s": tokens / cpu[name], "warmup_s": warmup[name]} for name in steps}
     for name in res:
         res[name]["ratio_vs_hf_peft_padded"] = res[name]["tokens_per_s"] / res["hf_peft_padded"]["tokens_per_s"]
         res[name]["cpu_ratio_vs_hf_peft_padded"] = (res[name]["tokens_per_cpu_s"]

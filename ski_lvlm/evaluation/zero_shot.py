@@ -99,7 +99,8 @@ def evaluate_model(path: str | Path, manifest: Path, classes_csv: Path, *, devic
             labels.append(batch["label"])
             names += batch["name"]
     metrics = classification_metrics(torch.cat(scores), torch.cat(labels), dataset.class_names)
-    metrics["clip_scores"] = clip_scores(names, torch.cat(scores), torch.cat(labels), metrics["top5_k"])
+    metrics["clip_scores"] = clip_scores(names, torch.cat(scores), torch.cat(labels), metrics["top5_k"],
+                                         dataset.class_names)
     display = kind_label(cfg)
     if teacher:
         display = "SKI-VLM's co-trained SkeletonCLIP teacher (skeleton -> text)"
