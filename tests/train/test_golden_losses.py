@@ -21,7 +21,10 @@ from tests.train.test_lvlm import FAST, make_world as make_instruction_world
 
 GOLDEN = Path(__file__).resolve().parent.parent / "golden"
 REGENERATE = os.environ.get("SKI_GOLDEN_REGENERATE") == "1"
-RTOL = 1e-4  # CPU runs are deterministic; this allows BLAS/library rounding, not a changed recipe
+# CPU runs are deterministic on one machine, but not across CPU types: the same code gave skeleton_clip's 9th
+# loss 3.4e-4 apart (relative) on an AVX2 machine and on the AVX-512 one that stored it (2026-12-02). A changed
+# recipe (learning rate, loss, data order) moves these losses by 1e-2 or more.
+RTOL = 1e-3
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_thread")]  # three recipe runs, about 35 s
 
