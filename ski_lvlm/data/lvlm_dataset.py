@@ -30,8 +30,8 @@ from torch.utils.data import Dataset
 from ski_lvlm.data.keys import sample_key
 from ski_lvlm.models.lvlm.processing import IGNORE_INDEX, LabelError, SkiLvlmProcessor
 
-__all__ = ["FeatureSource", "FrameSource", "SampleBuilder", "SkippedSample", "LvlmDataset", "bad_sample_error", "lvlm_collate", "lvlm_pack_collate",
-           "LengthGroupedBatches"]
+__all__ = ["FeatureSource", "FrameSource", "SampleBuilder", "SkippedSample", "LvlmDataset", "lvlm_collate",
+           "lvlm_pack_collate", "LengthGroupedBatches"]
 
 
 class FeatureSource(Protocol):
@@ -139,6 +139,19 @@ class SampleBuilder:
             self.processor.build_example(rec["conversations"], has_video=has_video, use_skeleton=True)
         return _Item(i, sid, key, rec["conversations"], has_video, has_skeleton, len(ex.input_ids))
 
+    def check_or_skip(self, i: int, rec: dict, *, skip_bad: bool, source: str) -> _Item | SkippedSample:
+        """:meth:`check` for the user: a bad record raises a ``LabelError`` naming ``source``, the record and how
+        to skip such samples, or, with ``skip_bad``, comes back as a :class:`SkippedSample` to list."""
+        sid = str(rec.get("id", i))
+        try:
+            return self.check(i, sid, rec)
+        except (LabelError, KeyError, ValueError) as e:
+            reason = str(e).strip("'\"")
+            if not skip_bad:
+                raise LabelError(f"{source} record {i} (id {sid!r}): {reason} (fix it, or set "
+                                 "data.skip_bad_samples=true to skip and list such samples)") from None
+            return SkippedSample(i, sid, reason)
+
     def inject(self, item: _Item, epoch: int) -> bool:
         """Whether ``item`` gets skeleton tokens in ``epoch`` (pure function of seed, epoch, record index)."""
         if not item.has_skeleton:
@@ -156,12 +169,6 @@ class SampleBuilder:
                 "skeleton_features": feats.get("skeleton") if use_skel else None,
                 # injected or not: the per-step alignment target of this sample's video tokens
                 "align_skeleton": feats.get("skeleton") if self.align_skeleton and item.has_video else None}
-
-
-def bad_sample_error(source: str, i: int, sid: str, reason: str) -> LabelError:
-    """The error of a sample that cannot be built, naming the record and the way to skip such samples."""
-    return LabelError(f"{source} record {i} (id {sid!r}): {reason} "
-                      "(fix it, or set data.skip_bad_samples=true to skip and list such samples)")
 
 
 @dataclass
@@ -192,14 +199,8 @@ class LvlmDataset(Dataset):
         self.builder = SampleBuilder(self.processor, self.features, self.p_inject, self.seed,
                                      self.video_summary_tokens, self.align_skeleton)
         for i, rec in enumerate(self.records):
-            sid = str(rec.get("id", i))
-            try:
-                self.items.append(self.builder.check(i, sid, rec))
-            except (LabelError, KeyError, ValueError) as e:
-                reason = str(e).strip("'\"")
-                if not self.skip_bad:
-                    raise bad_sample_error(self.source, i, sid, reason) from None
-                self.skipped.append(SkippedSample(i, sid, reason))
+            got = self.builder.check_or_skip(i, rec, skip_bad=self.skip_bad, source=self.source)
+            (self.skipped if isinstance(got, SkippedSample) else self.items).append(got)
         if not self.items:
             raise LabelError(f"{self.source}: no usable samples ({len(self.skipped)} skipped)")
 

@@ -26,7 +26,7 @@ from itertools import islice
 from typing import Any, Callable, Iterator
 
 from ski_lvlm.data.instruction_sets import to_records
-from ski_lvlm.data.lvlm_dataset import SampleBuilder, SkippedSample, bad_sample_error
+from ski_lvlm.data.lvlm_dataset import SampleBuilder, SkippedSample
 from ski_lvlm.models.lvlm.processing import LabelError
 
 __all__ = ["LvlmStream", "first_records"]
@@ -73,15 +73,9 @@ class LvlmStream:
 
     def _sample(self, row: dict, epoch: int) -> dict | None:
         i = int(row[INDEX_COLUMN])
-        rec = to_records([row])[0]
-        sid = str(rec.get("id", i))
-        try:
-            item = self.builder.check(i, sid, rec)
-        except (LabelError, KeyError, ValueError) as e:
-            reason = str(e).strip("'\"")
-            if not self.skip_bad:
-                raise bad_sample_error(self.source, i, sid, reason) from None
-            self.skipped[i] = SkippedSample(i, sid, reason)
+        item = self.builder.check_or_skip(i, to_records([row])[0], skip_bad=self.skip_bad, source=self.source)
+        if isinstance(item, SkippedSample):
+            self.skipped[i] = item
             return None
         self.samples_seen += 1
         return self.builder.build(item, epoch)

@@ -6,24 +6,11 @@ import torch
 
 from ski_lvlm.data.lvlm_dataset import LengthGroupedBatches, LvlmDataset, lvlm_collate, lvlm_pack_collate
 from ski_lvlm.models.lvlm import LabelError, SkiLvlmProcessor
-from ski_lvlm.models.lvlm.presets import train_tokenizer
-
-N_V, D_V, N_S, D_S = 5, 8, 3, 4
-
-
-class DictFeatures:
-    def __init__(self, table):
-        self.table = table
-
-    def get(self, key):
-        if key not in self.table:
-            raise KeyError(key)
-        return self.table[key]
-
+from tests.lvlm_samples import D_S, D_V, N_S, N_V, DictFeatures, tiny_processor
 
 @pytest.fixture(scope="module")
 def proc():
-    return SkiLvlmProcessor(train_tokenizer(style="llama"), num_video_tokens=N_V, num_skeleton_tokens=N_S)
+    return tiny_processor()
 
 
 def rec(i, skeleton=True, answer=None):

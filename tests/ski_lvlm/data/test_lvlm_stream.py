@@ -8,25 +8,12 @@ import torch
 from ski_lvlm.data.instruction_sets import load_instruction_set, to_records
 from ski_lvlm.data.lvlm_dataset import LvlmDataset, SampleBuilder
 from ski_lvlm.data.lvlm_stream import LvlmStream, first_records
-from ski_lvlm.models.lvlm import LabelError, SkiLvlmProcessor
-from ski_lvlm.models.lvlm.presets import train_tokenizer
-
-N_V, D_V, N_S, D_S = 5, 8, 3, 4
-
-
-class DictFeatures:
-    def __init__(self, table):
-        self.table = table
-
-    def get(self, key):
-        if key not in self.table:
-            raise KeyError(key)
-        return self.table[key]
-
+from ski_lvlm.models.lvlm import LabelError
+from tests.lvlm_samples import D_S, D_V, N_S, N_V, DictFeatures, tiny_processor
 
 @pytest.fixture(scope="module")
 def proc():
-    return SkiLvlmProcessor(train_tokenizer(style="llama"), num_video_tokens=N_V, num_skeleton_tokens=N_S)
+    return tiny_processor()
 
 
 def rec(i, **kw):
