@@ -17,7 +17,6 @@ pytest.importorskip("uvicorn")
 
 from ski_lvlm.metrics.judge import build_messages, parse_qa_verdict, parse_score  # noqa: E402
 from ski_lvlm.serving import BackgroundServer  # noqa: E402
-from ski_lvlm.utils.errors import UserError  # noqa: E402
 
 # ~30 s on an idle 2-core machine; the bound is for a machine shared with training runs (requests queue up)
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900), pytest.mark.usefixtures("one_thread")]
@@ -34,18 +33,16 @@ PREDICTIONS = [  # video_name / Q / A / pred: the Video-ChatGPT field names
 
 
 @pytest.fixture(scope="module")
-def served_smollm2():
-    """(base URL, engine, the submitted requests) of ``ski-lvlm serve --model smollm2-135m`` on loopback."""
+def served_smollm2(smollm2_home):
+    """(base URL, engine, the submitted requests) of ``ski-lvlm serve --model smollm2-135m`` on loopback; the name
+    resolves in the session's prepared home (tests/conftest.py)."""
     from demo.serve import build_parser, make_server
-    from ski_lvlm.models import registry
 
-    try:
-        registry.prepare("smollm2-135m")  # at once when prepared; about 20 s from the installed GGUF otherwise
-    except UserError as e:
-        pytest.skip(f"SmolLM2-135M is not available: {e}")
     args = build_parser().parse_args(["--model", "smollm2-135m", "--name", NAME, "--device", "cpu",
                                       "--max-batch", "4", "--batch-window-ms", "50"])
-    app, engine = make_server(args)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("SKI_LVLM_HOME", str(smollm2_home[0]))
+        app, engine = make_server(args)
     submitted = []  # every ChatRequest the judge's HTTP requests turned into, in arrival order
     submit = engine.submit
     engine.submit = lambda req, emit=None, **kw: (submitted.append(req), submit(req, emit, **kw))[1]
