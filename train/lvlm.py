@@ -589,8 +589,11 @@ class LvlmRecipe:
                             shuffle_buffer=cfg.data.shuffle_buffer, seed=cfg.train.seed, rank=self.rank,
                             world_size=self.world, skip_bad=cfg.data.skip_bad_samples, source=cfg.data.train_json)
         skipped = self.out / "skipped_samples.json"
-        if cfg.resume and skipped.is_file():  # a resumed stream keeps the list of the rows it skipped before
+        resuming = cfg.resume and latest_resume_checkpoint(self.out / "checkpoints") is not None
+        if resuming and skipped.is_file():  # a resumed stream keeps the list of the rows it skipped before
             stream.skipped = {s["index"]: SkippedSample(**s) for s in json.loads(skipped.read_text())}
+        elif skipped.is_file() and self.is_main:  # a fresh start: that list belongs to an earlier run
+            skipped.unlink()
         self.log(f"data: streaming {cfg.data.train_json} (shuffle buffer {cfg.data.shuffle_buffer}, batches in "
                  f"stream order, not length-grouped); statistics from the first {len(self.records)} records")
         return stream

@@ -395,6 +395,9 @@ def test_streaming_trains_resumes_exactly_and_finds_bad_rows_when_it_reaches_the
     assert main([*plain, f"train.output_dir={tmp_path / 'bad'}", "data.skip_bad_samples=true"]) == 0  # resumes, skips
     skipped = json.loads((tmp_path / "bad" / "skipped_samples.json").read_text())
     assert [s["index"] for s in skipped] == [5] and "one video" in skipped[0]["reason"]
+    jsonl.write_text("".join(json.dumps(r) + "\n" for r in json.loads(world.read_text())))  # row 5 mended
+    assert main([*plain, f"train.output_dir={tmp_path / 'bad'}", "resume=false"]) == 0  # a fresh run in that folder
+    assert not (tmp_path / "bad" / "skipped_samples.json").exists()  # does not keep the earlier run's list
     assert main([*common, f"data.train_json={jsonl}", "data.streaming=true", f"train.output_dir={tmp_path / 'x'}"]) == 2
     err = capsys.readouterr().err
     assert "data.streaming: needs data.feature_cache" in err and "data.streaming: needs train.max_steps" in err
