@@ -55,14 +55,16 @@ ski-lvlm train lvlm --config train/configs/lvlm/instruct_smol.yaml train.output_
   model.video_encoder="ski_vlm:$OUT/lvlm_tower/final" model.skeleton_encoder="skeleton_clip:$OUT/skeleton_clip/final"
 
 stage "8. evaluate everything (zero-shot, probe, captions/QA from video only) and write the report"
-# bf16 generation: about 2x faster on CPUs with AMX, other greedy outputs (README: the quickstart)
-ski-lvlm eval all --run "$OUT" --batch-size 32 --dtype bf16
+# bf16 generation where the CPU has AMX / AVX512-BF16 (about 2x faster, other greedy outputs); fp32 elsewhere,
+# where bf16 matmuls are emulated and generation ran 3x slower than the README's fp32 figure (README: the quickstart)
+GEN_DTYPE=$(python -c "import torch; from ski_lvlm.utils.runtime import resolve_precision as r; print(r('bf16_native', torch.device('cpu')))")
+ski-lvlm eval all --run "$OUT" --batch-size 32 --dtype "$GEN_DTYPE"
 
 stage "9. export the instruct run (PEFT adapter + projectors + processor, reload-checked) and caption with it"
 ski-lvlm export --run "$OUT/lvlm_instruct" --out "$OUT/export" --overwrite
 # 8 videos of the held-out test subjects (test.csv): the model has never seen these people
 ski-lvlm caption $(tail -n +2 "$WORLD/test.csv" | awk -F, 'NR % 15 == 1 {print $1}' | sed "s#^#$WORLD/#") \
-  --model "$OUT/export" --out "$OUT/captions.jsonl" --dtype bf16
+  --model "$OUT/export" --out "$OUT/captions.jsonl" --dtype "$GEN_DTYPE"
 head -n 3 "$OUT/captions.jsonl"
 
 echo
