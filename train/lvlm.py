@@ -397,6 +397,7 @@ class LvlmRecipe:
             self._load_mm_projector()
         self._reference_base_llm(llm_changed)
         features = self._prepare_features()
+        self.resume_from = latest_resume_checkpoint(self.out / "checkpoints") if cfg.resume else None
         if cfg.data.streaming:
             self.stream, self.dataset = self._build_stream(instruction_rows, features), None
             self.total_steps = cfg.train.max_steps
@@ -569,8 +570,8 @@ class LvlmRecipe:
                          p_inject=cfg.data.p_inject, video_summary_tokens=self.model.config.video_summary_tokens,
                          align_skeleton=cfg.loss.distill_on == "steps",
                          seed=cfg.train.seed, skip_bad=cfg.data.skip_bad_samples, source=cfg.data.train_json)
-        if self.is_main and ds.skipped:
-            atomic_write_json(self.out / "skipped_samples.json", [dataclasses.asdict(s) for s in ds.skipped])
+        if self.is_main:  # the set lists every bad record each time, so an earlier list is never kept
+            self._replace_skipped([dataclasses.asdict(s) for s in ds.skipped])
         missing = {r["skeleton_path"] for r in self.records
                    if r.get("skeleton_path") and not Path(r["skeleton_path"]).is_file()}
         self.log(f"data: {len(ds)} samples ({len(ds.skipped)} skipped"
@@ -589,20 +590,26 @@ class LvlmRecipe:
                             shuffle_buffer=cfg.data.shuffle_buffer, seed=cfg.train.seed, rank=self.rank,
                             world_size=self.world, skip_bad=cfg.data.skip_bad_samples, source=cfg.data.train_json)
         skipped = self.out / "skipped_samples.json"
-        resuming = cfg.resume and latest_resume_checkpoint(self.out / "checkpoints") is not None
-        if resuming and skipped.is_file():  # a resumed stream keeps the list of the rows it skipped before
+        if self.resume_from is not None and skipped.is_file():  # a resumed stream keeps the rows it skipped before
             stream.skipped = {s["index"]: SkippedSample(**s) for s in json.loads(skipped.read_text())}
-        elif skipped.is_file() and self.is_main:  # a fresh start: that list belongs to an earlier run
-            skipped.unlink()
+        elif self.is_main:  # a fresh start: a list there belongs to an earlier run
+            self._replace_skipped([])
         self.log(f"data: streaming {cfg.data.train_json} (shuffle buffer {cfg.data.shuffle_buffer}, batches in "
                  f"stream order, not length-grouped); statistics from the first {len(self.records)} records")
         return stream
 
+    def _replace_skipped(self, rows: list[dict]) -> None:
+        """OUT/skipped_samples.json holds this run's skips only: written when there are any, removed otherwise."""
+        path = self.out / "skipped_samples.json"
+        if rows:
+            atomic_write_json(path, rows)
+        else:
+            path.unlink(missing_ok=True)
+
     def _write_skipped(self) -> None:
         """OUT/skipped_samples.json of a stream (rank 0's rows), rewritten at each checkpoint and at the end."""
         if self.is_main and self.stream is not None and self.stream.skipped:
-            atomic_write_json(self.out / "skipped_samples.json",
-                              [dataclasses.asdict(s) for _, s in sorted(self.stream.skipped.items())])
+            self._replace_skipped([dataclasses.asdict(s) for _, s in sorted(self.stream.skipped.items())])
 
     def _set_trainable(self) -> None:
         """Freeze everything, then unfreeze what the stage trains; cast and place the model."""
@@ -747,7 +754,7 @@ class LvlmRecipe:
     def _resume(self) -> TrainState:
         """The saved state of OUT/checkpoints/latest (weights and optimizer loaded), or a fresh one."""
         state = TrainState()
-        latest = latest_resume_checkpoint(self.out / "checkpoints") if self.cfg.resume else None
+        latest = self.resume_from
         if latest is not None:
             self._check_resume_world(latest)
             try:

@@ -219,6 +219,9 @@ def test_bad_samples_fail_or_are_listed(tmp_path, world, capsys):
     assert main([*args, f"train.output_dir={tmp_path / 'b'}", "data.skip_bad_samples=true"]) == 0
     skipped = json.loads((tmp_path / "b" / "skipped_samples.json").read_text())
     assert [s["index"] for s in skipped] == [3] and "one video" in skipped[0]["reason"]
+    assert main([*args[:2], f"data.train_json={world}", *args[3:], f"train.output_dir={tmp_path / 'b'}",
+                 "resume=false"]) == 0  # the mended set in the same folder: no earlier list left behind
+    assert not (tmp_path / "b" / "skipped_samples.json").exists()
     assert main(["--config", "train/configs/lvlm/align_tiny.yaml", f"train.output_dir={tmp_path / 'c'}",
                  f"data.train_json={world}", "train.llm_adapter=lora"]) == 2
 
